@@ -1,0 +1,418 @@
+"""The recipes in recipes/ run end to end on generated data and save their outputs.
+
+Each recipe is loaded from its file (recipes are scripts, not a package) and its
+`main([...])` is called in-process with `--quick --weights none` on a generated
+image folder (3 classes x 8 PNGs of 32x32) or generated CSVs. One test runs a
+recipe as a subprocess, as a user who copied it would.
+"""
+
+import csv
+import importlib.util
+import inspect
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from tlrecipes.heads import find_base
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes"
+IMAGE_RECIPES = [
+    "feature_extractor",
+    "two_phase_finetune",
+    "finetune_all",
+    "scratch_baseline",
+]
+CLASSES = ["cat", "dog", "fox"]
+IMAGES_PER_CLASS = 8
+
+
+def load_recipe(name: str):
+    """Imports recipes/<name>.py as a module."""
+    spec = importlib.util.spec_from_file_location(
+        f"recipe_{name}", RECIPES / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_image_folder(root: Path, classes=CLASSES, per_class=IMAGES_PER_CLASS) -> Path:
+    """One subfolder per class; the class sets the mean colour, so it is learnable."""
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            image = rng.integers(0, 60, (32, 32, 3)) + 80 * label
+            keras.utils.save_img(root / name / f"{i}.png", image.astype("uint8"))
+    return root
+
+
+def write_csv(path: Path, columns, classes, n: int, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % len(classes)
+    x = rng.normal(size=(n, len(columns))) + 1.5 * y[:, None]
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow([*columns, "species"])
+        for row, label in zip(x, y, strict=True):
+            writer.writerow([*(f"{v:.4f}" for v in row), classes[label]])
+    return path
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory) -> Path:
+    return write_image_folder(tmp_path_factory.mktemp("images") / "pets")
+
+
+@pytest.fixture(scope="module")
+def images(image_folder) -> np.ndarray:
+    """The generated images as raw uint8-valued floats, as a user would feed them."""
+    files = sorted(image_folder.glob("*/*.png"))[:5]
+    return np.stack([keras.utils.img_to_array(keras.utils.load_img(f)) for f in files])
+
+
+def run(name: str, *args: str) -> dict:
+    return load_recipe(name).main(list(args))
+
+
+def check_outputs(out: Path, metrics: dict, recipe: str) -> dict:
+    """The three outputs exist; returns the metrics JSON as written."""
+    for file in ("model.keras", "metrics.json", "learning_curve.png"):
+        assert (out / file).is_file(), f"{recipe} did not write {file}"
+    assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    written = json.loads((out / "metrics.json").read_text())
+    assert written == json.loads(json.dumps(metrics))
+    assert written["recipe"] == recipe
+    assert written["model_path"] == str(out / "model.keras")
+    assert written["plot_path"] == str(out / "learning_curve.png")
+    assert 0.0 <= written["test_accuracy"] <= 1.0
+    return written
+
+
+def check_image_metrics(metrics: dict, epochs: int) -> None:
+    assert metrics["class_names"] == CLASSES
+    assert sum(metrics["num_examples"].values()) == len(CLASSES) * IMAGES_PER_CLASS
+    assert metrics["quick"] is True and metrics["image_size"] == 32
+    assert np.isfinite(metrics["test_loss"]) and metrics["test_loss"] > 0
+    assert len(metrics["history"]["loss"]) == epochs
+    assert all(0 <= a <= 1 for a in metrics["history"]["val_accuracy"])
+
+
+def check_predicts(path: Path, x: np.ndarray, num_classes: int) -> keras.Model:
+    model = keras.saving.load_model(path)
+    probs = model.predict(x, verbose=0)
+    assert probs.shape == (len(x), num_classes)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    return model
+
+
+def test_feature_extractor_trains_only_the_head_on_an_earlier_block(
+    image_folder, images, tmp_path
+):
+    out = tmp_path / "fe"
+    metrics = run(
+        "feature_extractor",
+        *("--data-dir", str(image_folder), "--backbone", "small_convnet"),
+        *("--weights", "none", "--cut-after-block", "2", "--quick"),
+        *("--out", str(out)),
+    )
+    metrics = check_outputs(out, metrics, "feature_extractor")
+    check_image_metrics(metrics, epochs=1)
+    assert metrics["cut"] == 2
+    # Only the head trains: pooled 64 block-2 channels -> 3 classes.
+    assert metrics["trainable_params"] == 64 * 3 + 3
+    model = check_predicts(out / "model.keras", images, len(CLASSES))
+    base = find_base(model)
+    assert base.output_shape[-1] == 64  # block 2 of small_convnet (width 32)
+    assert "block3_conv" not in [layer.name for layer in base.layers]
+
+
+def test_feature_extractor_on_a_keras_applications_backbone(
+    image_folder, images, tmp_path
+):
+    """The default code path (keras.applications), without the ImageNet download."""
+    out = tmp_path / "mobilenet"
+    metrics = run(
+        "feature_extractor",
+        *("--data-dir", str(image_folder), "--backbone", "mobilenetv2"),
+        *("--weights", "none", "--cut-at", "block_2_add", "--quick"),
+        *("--out", str(out)),
+    )
+    check_image_metrics(check_outputs(out, metrics, "feature_extractor"), epochs=1)
+    model = check_predicts(out / "model.keras", images, len(CLASSES))
+    # MobileNetV2's preprocess_input ([0, 255] -> [-1, 1]) is saved in the model.
+    assert "TrueDivide" in [type(op).__name__ for op in model.operations]
+    assert find_base(model).output_shape[-1] == 24  # block_2's channels
+
+
+def test_feature_extractor_reuses_the_base_of_a_saved_model(image_folder, tmp_path):
+    first = tmp_path / "first"
+    run(
+        "finetune_all",
+        *("--data-dir", str(image_folder), "--backbone", "small_convnet"),
+        *("--weights", "none", "--quick", "--out", str(first)),
+    )
+    saved = find_base(keras.saving.load_model(first / "model.keras"))
+    out = tmp_path / "second"
+    run(
+        "feature_extractor",
+        *("--data-dir", str(image_folder), "--backbone", "small_convnet"),
+        *("--weights", str(first / "model.keras"), "--quick", "--out", str(out)),
+    )
+    reused = find_base(keras.saving.load_model(out / "model.keras"))
+    # The frozen base holds exactly the saved base's weights, BatchNorm included.
+    for layer in saved.layers:
+        reused_weights = reused.get_layer(layer.name).get_weights()
+        for a, b in zip(layer.get_weights(), reused_weights, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_two_phase_finetune_unfreezes_from_the_given_layer(
+    image_folder, images, tmp_path
+):
+    out = tmp_path / "two_phase"
+    metrics = run(
+        "two_phase_finetune",
+        *("--data-dir", str(image_folder), "--backbone", "small_convnet"),
+        *("--weights", "none", "--unfreeze-from", "block3_conv", "--quick"),
+        *("--out", str(out)),
+    )
+    metrics = check_outputs(out, metrics, "two_phase_finetune")
+    check_image_metrics(metrics, epochs=2)
+    assert metrics["phase_epochs"] == {"head": 1, "fine_tune": 1}
+    assert metrics["fine_tune_start_epoch"] == 1
+    assert metrics["unfreeze_from"] == "block3_conv"
+    base = find_base(check_predicts(out / "model.keras", images, len(CLASSES)))
+    assert not base.get_layer("block2_conv").trainable
+    assert base.get_layer("block3_conv").trainable
+    assert not base.get_layer("block3_bn").trainable  # BatchNorm stays frozen
+
+
+def test_two_phase_finetune_takes_an_index_into_the_base(image_folder, tmp_path):
+    metrics = run(
+        "two_phase_finetune",
+        *("--data-dir", str(image_folder), "--backbone", "small_convnet"),
+        *("--weights", "none", "--unfreeze-from", "5", "--quick"),
+        *("--out", str(tmp_path / "out")),
+    )
+    assert metrics["unfreeze_from"] == "block2_conv"  # base.layers[5]
+
+
+def test_finetune_all_trains_every_layer_but_batchnorm(image_folder, images, tmp_path):
+    out = tmp_path / "all"
+    metrics = run(
+        "finetune_all",
+        *("--data-dir", str(image_folder), "--backbone", "small_convnet"),
+        *("--weights", "none", "--quick", "--out", str(out)),
+    )
+    metrics = check_outputs(out, metrics, "finetune_all")
+    check_image_metrics(metrics, epochs=1)
+    base = find_base(check_predicts(out / "model.keras", images, len(CLASSES)))
+    assert all(
+        layer.trainable != isinstance(layer, keras.layers.BatchNormalization)
+        for layer in base.layers
+        if layer.weights
+    )
+
+
+def test_scratch_baseline_reports_the_three_benefits(image_folder, images, tmp_path):
+    out = tmp_path / "scratch"
+    metrics = run(
+        "scratch_baseline",
+        *("--data-dir", str(image_folder), "--backbone", "small_convnet"),
+        *("--weights", "none", "--quick", "--out", str(out)),
+    )
+    metrics = check_outputs(out, metrics, "scratch_baseline")
+    assert metrics["epochs"] == 2 and metrics["phase_epochs"]["fine_tune"] == 1
+    transfer, scratch = metrics["curves"]["transfer"], metrics["curves"]["scratch"]
+    assert len(transfer) == len(scratch) == 2
+    assert metrics["jumpstart"] == pytest.approx(transfer[0] - scratch[0])
+    assert metrics["final_difference"] == pytest.approx(transfer[-1] - scratch[-1])
+    assert -1 <= metrics["auc_difference"] <= 1
+    assert 0 <= metrics["scratch_test_accuracy"] <= 1
+    model = check_predicts(out / "model.keras", images, len(CLASSES))
+    twin = check_predicts(out / "scratch_model.keras", images, len(CLASSES))
+    assert model.count_params() == twin.count_params()
+    kernel = "block1_conv"
+    assert not np.array_equal(
+        find_base(model).get_layer(kernel).get_weights()[0],
+        find_base(twin).get_layer(kernel).get_weights()[0],
+    ), "the twin must be freshly initialised, not a copy"
+    # BatchNorm: frozen (never updated) in the transfer model, trained in the twin.
+    moving_mean = 2  # gamma, beta, moving_mean, moving_variance
+    bn = "block1_bn"
+    assert not find_base(model).get_layer(bn).get_weights()[moving_mean].any()
+    assert find_base(twin).get_layer(bn).get_weights()[moving_mean].any()
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tables")
+    source = write_csv(
+        root / "source.csv", ["a", "b", "c", "d"], ["x", "y", "z"], 90, 0
+    )
+    # Same features in another column order, other classes.
+    target = write_csv(root / "target.csv", ["c", "a", "d", "b"], ["p", "q"], 40, 1)
+    return source, target
+
+
+def test_tabular_transfer_freezes_the_source_body(tables, tmp_path):
+    source, target = tables
+    out = tmp_path / "tab"
+    metrics = run(
+        "tabular_transfer",
+        *("--source-csv", str(source), "--target-csv", str(target)),
+        *("--label-column", "species", "--weights", "none", "--quick"),
+        *("--out", str(out)),
+    )
+    metrics = check_outputs(out, metrics, "tabular_transfer")
+    assert metrics["features"] == ["a", "b", "c", "d"]
+    assert metrics["source_classes"] == ["x", "y", "z"]
+    assert metrics["class_names"] == ["p", "q"]
+    assert metrics["num_examples"] == {"train": 28, "validation": 4, "test": 8}
+    assert 0 <= metrics["source_test_accuracy"] <= 1
+    for key in ("jumpstart", "auc_difference", "final_difference"):
+        assert -1 <= metrics[key] <= 1
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype("float32")
+    model = check_predicts(out / "model.keras", x, 2)
+    source_model = check_predicts(out / "source_model.keras", x, 3)
+    # The body trained on the source and was not touched on the target.
+    body, reused = find_base(source_model), find_base(model)
+    for a, b in zip(body.get_weights(), reused.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    again = run(
+        "tabular_transfer",
+        *("--weights", str(out / "source_model.keras")),
+        *("--source-csv", str(source), "--target-csv", str(target)),
+        *("--label-column", "species", "--quick", "--fine-tune-epochs", "1"),
+        *("--out", str(tmp_path / "again")),
+    )
+    assert again["phase_epochs"] == {"head": 1, "fine_tune": 1}
+    assert "source_test_accuracy" not in again
+
+
+def test_image_recipes_carry_the_same_copy_of_their_shared_helpers():
+    """Each recipe is standalone, so helpers are copied; the copies must not drift."""
+    shared = ("check_image_folder", "build_base", "copy_saved_base")
+    sources = [
+        [inspect.getsource(getattr(load_recipe(name), fn)) for fn in shared]
+        for name in IMAGE_RECIPES
+    ]
+    assert all(source == sources[0] for source in sources[1:])
+
+
+@pytest.mark.parametrize("recipe", IMAGE_RECIPES)
+def test_image_recipes_reject_bad_folders_in_one_line(recipe, tmp_path):
+    main = load_recipe(recipe).main
+    common = ["--weights", "none", "--backbone", "small_convnet", "--quick"]
+
+    def error(data_dir) -> str:
+        with pytest.raises(SystemExit) as info:
+            main(["--data-dir", str(data_dir), *common])
+        message = str(info.value)
+        assert message.startswith("error: ") and "\n" not in message
+        return message
+
+    assert "does not exist" in error(tmp_path / "missing")
+    (tmp_path / "empty" / "cat").mkdir(parents=True)
+    assert "holds no images" in error(tmp_path / "empty")
+    one = write_image_folder(tmp_path / "one", classes=["cat"], per_class=2)
+    assert "1 class" in error(one)
+
+
+def test_image_recipes_reject_unknown_backbones_and_layers(image_folder):
+    main = load_recipe("feature_extractor").main
+    data = ["--data-dir", str(image_folder), "--quick"]
+    with pytest.raises(SystemExit, match="mobilenetv2"):  # the closest name
+        main([*data, "--weights", "none", "--backbone", "mobilenetv9"])
+    with pytest.raises(SystemExit, match="no ImageNet weights"):
+        main([*data, "--backbone", "small_convnet"])
+    with pytest.raises(SystemExit, match="block2_conv"):
+        main([*data, "--weights", "none", "--backbone", "small_convnet",
+              "--cut-at", "block2_con"])  # fmt: skip
+    with pytest.raises(SystemExit, match="is not imagenet, none"):
+        main([*data, "--backbone", "small_convnet", "--weights", "nope.keras"])
+
+
+def test_tabular_transfer_rejects_bad_tables(tables, tmp_path):
+    main = load_recipe("tabular_transfer").main
+    source, target = tables
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b,c,d,species\n1,2,three,4,p\n")
+    args = ["--quick", "--source-csv", str(source), "--label-column", "species"]
+    with pytest.raises(SystemExit, match="'three' is not a number"):
+        main([*args, "--target-csv", str(bad)])
+    with pytest.raises(SystemExit, match="no column 'kind'"):
+        main([*args, "--target-csv", str(target), "--label-column", "kind"])
+    one = tmp_path / "one.csv"
+    one.write_text("a,b,c,d,species\n" + "1,2,3,4,p\n" * 10)
+    with pytest.raises(SystemExit, match="1 class"):
+        main([*args, "--target-csv", str(one)])
+
+
+def test_a_recipe_runs_as_a_copied_script(image_folder, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
+    script = str(RECIPES / "feature_extractor.py")
+    help_run = subprocess.run(
+        [sys.executable, script, "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=True,
+    )
+    for flag in ("--data-dir", "--backbone", "--weights", "--epochs", "--quick"):
+        assert flag in help_run.stdout
+    quick = subprocess.run(
+        [
+            sys.executable,
+            script,
+            "--data-dir",
+            str(image_folder),
+            "--quick",
+            "--weights",
+            "none",
+            "--backbone",
+            "small_convnet",
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert quick.returncode == 0, quick.stderr[-2000:]
+    out = tmp_path / "runs" / "feature_extractor"  # the default --out
+    for file in ("model.keras", "metrics.json", "learning_curve.png"):
+        assert f"to {Path('runs/feature_extractor') / file}" in quick.stdout
+        assert (out / file).is_file()
+
+
+def _imagenet_weights_cached() -> bool:
+    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    name = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5"
+    return (home / "models" / name).is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not _imagenet_weights_cached(),
+    reason="needs MobileNetV2's ImageNet weights for 96 px (downloaded once online)",
+)
+def test_feature_extractor_with_imagenet_weights(image_folder, images, tmp_path):
+    out = tmp_path / "imagenet"
+    metrics = run(
+        "feature_extractor",
+        *("--data-dir", str(image_folder), "--quick", "--image-size", "96"),
+        *("--out", str(out)),
+    )
+    assert metrics["weights"] == "imagenet" and metrics["backbone"] == "mobilenetv2"
+    resized = keras.ops.convert_to_numpy(keras.ops.image.resize(images, (96, 96)))
+    check_predicts(out / "model.keras", resized, len(CLASSES))
