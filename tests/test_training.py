@@ -280,3 +280,27 @@ def test_keras_training_false_alone_does_not_protect_unfrozen_batchnorm():
     model.fit(x, y, epochs=1, batch_size=16, verbose=0)
     moved = [not np.array_equal(b, a) for b, a in zip(before, weights_of([bn]))]
     assert moved[2] and moved[3], "moving mean/variance did not change"
+
+
+def test_seeded_validation_split_holds_out_the_last_fraction_as_keras_does():
+    model = tiny_model()
+    x, y = tiny_data()
+    hist = two_phase_fit(model, x, y, head_epochs=1, fine_tune_epochs=1, seed=0,
+                         validation_split=0.25, **FIT)
+    held_out = model.evaluate(x[36:], y[36:], batch_size=16, verbose=0,
+                              return_dict=True)
+    assert hist.history["val_loss"][-1] == pytest.approx(held_out["loss"], rel=1e-5)
+
+
+def test_seeded_run_honours_class_weight():
+    def run(class_weight):
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(0)
+        model = tiny_model()
+        x, y = tiny_data()
+        return two_phase_fit(model, x, y, head_epochs=2, fine_tune_epochs=0, seed=0,
+                             class_weight=class_weight, **FIT).history["loss"]
+
+    plain = run(None)
+    assert run({0: 1.0, 1: 1.0, 2: 1.0}) == pytest.approx(plain, rel=1e-6)
+    assert run({0: 5.0, 1: 1.0, 2: 1.0}) != pytest.approx(plain, rel=1e-3)

@@ -15,9 +15,81 @@ import keras
 
 from tlrecipes.freezing import flat_layers, freeze, is_batchnorm
 
-__all__ = ["add_head", "HEAD_PREFIX", "head_layers", "find_base", "base_bn_training"]
+__all__ = [
+    "add_head",
+    "HEAD_PREFIX",
+    "RepeatChannels",
+    "head_layers",
+    "find_base",
+    "base_bn_training",
+]
 
 HEAD_PREFIX = "head_"
+
+
+@keras.saving.register_keras_serializable(package="tlrecipes")
+class RepeatChannels(keras.layers.Layer):
+    """Repeats a one-channel image into `channels` channels (grayscale -> RGB).
+
+    ImageNet backbones expect three channels; copying the gray channel into R,
+    G and B is the standard way to feed them grayscale images. `add_head`
+    inserts this layer when `input_shape` has 1 channel and the base expects 3.
+    It is a registered layer, not a `Lambda`, so a model holding it saves and
+    loads with `safe_mode` on.
+
+    Args:
+        channels: Number of output channels. Defaults to 3.
+
+    Example:
+
+    >>> import numpy as np
+    >>> tuple(RepeatChannels()(np.ones((1, 2, 2, 1), "float32")).shape)
+    (1, 2, 2, 3)
+    """
+
+    def __init__(self, channels: int = 3, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.channels = _positive_int(channels, "channels", "use channels=3 for RGB.")
+
+    def call(self, inputs):
+        return keras.ops.repeat(inputs, self.channels, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        last = input_shape[-1]
+        return (*input_shape[:-1], None if last is None else last * self.channels)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "channels": self.channels}
+
+
+def _shape(shape) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def _match_base(x, base: keras.Model):
+    """Adapts `x` to the base's expected input, or says why it cannot."""
+    try:
+        expected = tuple(base.input_shape[1:])
+    except (AttributeError, ValueError):
+        return x  # a subclassed base: it checks its own inputs
+    got = tuple(x.shape[1:])
+    if len(got) == len(expected) == 3 and got[-1] == 1 and expected[-1] == 3:
+        x = RepeatChannels(3, name="gray_to_rgb")(x)
+        got = tuple(x.shape[1:])
+    mismatch = len(got) != len(expected) or any(
+        e is not None and g is not None and g != e
+        for g, e in zip(got, expected, strict=True)
+    )
+    if mismatch:
+        raise ValueError(
+            f"Inputs reaching base {base.name!r} have shape {_shape(got)} but it "
+            f"expects {_shape(expected)}. Fix: pass input_shape matching the "
+            "base, add keras.layers.Resizing(h, w) to `preprocessing`, or build "
+            "the base for this size (keras.applications accept input_shape with "
+            "include_top=False). Grayscale (h, w, 1) inputs are repeated to RGB "
+            "automatically; other channel counts are not."
+        )
+    return x
 
 
 def _positive_int(value: object, name: str, fix: str) -> int:
@@ -62,7 +134,10 @@ def add_head(
             outputs a feature map (rank 4); `"flatten"` flattens it instead.
             Defaults to `"avg"`.
         input_shape: Shape of one input example, without the batch axis.
-            Defaults to the base's own input shape.
+            Defaults to the base's own input shape. A grayscale shape
+            `(h, w, 1)` on a base that expects 3 channels inserts a
+            `RepeatChannels` layer (named `gray_to_rgb`) just before the base,
+            after `preprocessing`, that copies the channel into RGB.
         preprocessing: A layer, or a list of layers (e.g. rescaling or
             augmentation), applied to the input before the base. Defaults to
             None.
@@ -78,8 +153,9 @@ def add_head(
 
     Raises:
         ValueError: For a non-positive `num_classes`, an unknown `pooling`, a
-            `dropout` outside [0, 1), or a base whose input shape is unknown
-            when `input_shape` is not given.
+            `dropout` outside [0, 1), a base whose input shape is unknown
+            when `input_shape` is not given, or inputs whose shape the base
+            cannot take (other than grayscale on an RGB base).
 
     Example:
 
@@ -131,6 +207,7 @@ def add_head(
         )
         for layer in layers:
             x = layer(x)
+    x = _match_base(x, base)
     # training=False is the Keras guide's call. In Keras 3 it does not stop an
     # *unfrozen* BatchNorm from updating (see freezing.py); keeping BatchNorm
     # layers frozen is what does, and the helpers do that by default.
@@ -147,9 +224,9 @@ def add_head(
     if dropout:
         x = keras.layers.Dropout(dropout, name=f"{HEAD_PREFIX}dropout")(x)
     for i, units in enumerate(hidden_units, start=1):
-        x = keras.layers.Dense(units, activation="relu", name=f"{HEAD_PREFIX}dense_{i}")(
-            x
-        )
+        x = keras.layers.Dense(
+            units, activation="relu", name=f"{HEAD_PREFIX}dense_{i}"
+        )(x)
     activation = "sigmoid" if num_classes == 1 else "softmax"
     outputs = keras.layers.Dense(
         num_classes, activation=activation, dtype="float32", name=f"{HEAD_PREFIX}output"
@@ -179,6 +256,8 @@ def base_bn_training(model: keras.Model) -> bool:
     layers = flat_layers(base)
     bns = [layer for layer in layers if is_batchnorm(layer)]
     others = [layer for layer in layers if layer.weights and not is_batchnorm(layer)]
-    return bool(bns) and all(bn.trainable for bn in bns) and not any(
-        layer.trainable for layer in others
+    return (
+        bool(bns)
+        and all(bn.trainable for bn in bns)
+        and not any(layer.trainable for layer in others)
     )

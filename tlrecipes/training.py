@@ -20,16 +20,25 @@ helpers so each step can be copied on its own:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import keras
 import numpy as np
 
+from tlrecipes.checkpoint import TrainingCheckpoint, arrays_of, assign, describe
 from tlrecipes.freezing import flat_layers, freeze_until
 from tlrecipes.heads import HEAD_PREFIX, base_bn_training
+from tlrecipes.safety import check_images, check_labels
 
-__all__ = ["two_phase_fit", "TwoPhaseHistory", "make_optimizer", "compile_args"]
+__all__ = [
+    "two_phase_fit",
+    "TwoPhaseHistory",
+    "NaNLossError",
+    "make_optimizer",
+    "compile_args",
+]
 
 #: Default head learning rate (Adam's own default; the Keras guide's phase 1).
 HEAD_LR = 1e-3
@@ -50,7 +59,12 @@ class TwoPhaseHistory(keras.callbacks.History):
             (equal to the number of phase-1 epochs that ran).
         phase_lrs: `{"head": head_lr, "fine_tune": fine_tune_lr}` as used.
         phase_epochs: `{"head": n1, "fine_tune": n2}` epochs actually run.
-        phase_histories: The two `keras.callbacks.History` objects.
+        phase_histories: The `keras.callbacks.History` of each phase that
+            trained in this call.
+        resumed_at_epoch: Epochs already done when this call resumed from a
+            checkpoint; None for a fresh run.
+        best: `{"monitor", "value", "epoch"}` of the model kept by `keep_best`,
+            else None.
     """
 
     def __init__(self) -> None:
@@ -61,17 +75,8 @@ class TwoPhaseHistory(keras.callbacks.History):
         self.phase_lrs: dict[str, Any] = {}
         self.phase_epochs: dict[str, int] = {"head": 0, "fine_tune": 0}
         self.phase_histories: dict[str, keras.callbacks.History] = {}
-
-    def _extend(self, phase: str, hist: keras.callbacks.History) -> None:
-        self.phase_histories[phase] = hist
-        ran = len(hist.epoch)
-        self.phase_epochs[phase] = ran
-        for key, values in hist.history.items():
-            self.history.setdefault(key, [math.nan] * len(self.epoch))
-            self.history[key].extend(float(v) for v in values)
-        self.epoch.extend(hist.epoch)
-        for values in self.history.values():  # keys missing in this phase
-            values.extend([math.nan] * (len(self.epoch) - len(values)))
+        self.resumed_at_epoch: int | None = None
+        self.best: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -163,7 +168,9 @@ def compile_args(model: keras.Model, y: Any = None) -> dict[str, Any]:
     units = getattr(last, "units", None)
     one_hot = isinstance(y, np.ndarray) and y.ndim == 2 and y.shape[-1] == units > 1
     if activation == "softmax":
-        loss = "categorical_crossentropy" if one_hot else "sparse_categorical_crossentropy"
+        loss = (
+            "categorical_crossentropy" if one_hot else "sparse_categorical_crossentropy"
+        )
     elif activation == "sigmoid" and units == 1:
         loss = "binary_crossentropy"
     elif activation == "linear" and units and units > 1:
@@ -205,39 +212,17 @@ def _steps_per_epoch(x: Any, fit_kwargs: dict[str, Any]) -> int | None:
         return None
 
 
-def _validate_arrays(model: keras.Model, x: Any, y: Any) -> None:
-    """Refuses array inputs that would train silently on wrong data."""
-    if not isinstance(x, np.ndarray):
-        return
-    if len(x) == 0:
-        raise ValueError(
-            "`x` is empty (0 examples). Fix: check the data loading step; "
-            "two_phase_fit needs at least one batch."
-        )
-    if y is not None:
-        y_arr = np.asarray(y)
-        if len(y_arr) != len(x):
-            raise ValueError(
-                f"`x` and `y` have different lengths: len(x)={len(x)}, "
-                f"len(y)={len(y_arr)}. Fix: pass one label per example."
-            )
-        units = model.output_shape[-1] if model.output_shape else None
-        if y_arr.ndim == 1 or (y_arr.ndim == 2 and y_arr.shape[-1] == 1):
-            if units and units > 1 and np.issubdtype(y_arr.dtype, np.number):
-                lo, hi = y_arr.min(), y_arr.max()
-                if lo < 0 or hi >= units:
-                    raise ValueError(
-                        f"Labels must be integers in [0, {units - 1}] for a model "
-                        f"with {units} outputs. Received labels in [{lo}, {hi}]. "
-                        "Fix: relabel to 0..k-1 (e.g. y - 1 for labels 1..k), or "
-                        "build the head with the right num_classes."
-                    )
-    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
-        raise ValueError(
-            "`x` contains NaN or Inf values "
-            f"({int((~np.isfinite(x)).sum())} entries). Fix: clean or impute them "
-            "before training; a single NaN turns every weight into NaN."
-        )
+class NaNLossError(FloatingPointError):
+    """Training stopped because the loss became NaN or Inf.
+
+    Raised by `two_phase_fit` after it restored the weights of the last epoch
+    whose loss was finite. `history` holds the `TwoPhaseHistory` up to that
+    epoch.
+    """
+
+    def __init__(self, message: str, history: TwoPhaseHistory | None = None) -> None:
+        super().__init__(message)
+        self.history = history
 
 
 def _positive_epochs(value: Any, name: str) -> int:
@@ -247,6 +232,458 @@ def _positive_epochs(value: Any, name: str) -> int:
             f"integer. Received: {name}={value!r}. Fix: e.g. {name}=5."
         )
     return int(value)
+
+
+def _check_seed(seed: Any) -> int | None:
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(
+            "Received an invalid value for `seed`, expected a non-negative integer "
+            f"or None. Received: seed={seed!r}. Fix: e.g. seed=0."
+        )
+    return int(seed)
+
+
+# --- input validation -------------------------------------------------------
+
+
+def _label_kind(loss: Any) -> str | None:
+    """The label encoding a classification loss expects; None for other losses."""
+    name = loss if isinstance(loss, str) else getattr(loss, "name", None)
+    name = str(name or getattr(loss, "__name__", "") or type(loss).__name__).lower()
+    if "sparse_categorical" in name or "sparsecategorical" in name:
+        return "sparse"
+    if "binary" in name:
+        return "binary"
+    if "categorical" in name:
+        return "one_hot"
+    return None
+
+
+def _is_tf_dataset(x: Any) -> bool:
+    return type(x).__module__.startswith("tensorflow") and hasattr(x, "take")
+
+
+def _first_batch(x: Any, input_rank: int | None) -> tuple[Any, Any]:
+    """The first `(x, y)` batch of a PyDataset or tf.data.Dataset, as arrays."""
+    if isinstance(x, keras.utils.PyDataset):
+        if x.num_batches == 0:
+            raise ValueError(
+                "`x` is an empty PyDataset (len(x) == 0). Fix: check the data "
+                "loading step; two_phase_fit needs at least one batch."
+            )
+        batch = x[0]
+    else:
+        empty = ValueError(
+            "`x` is an empty tf.data.Dataset. Fix: check the data loading step "
+            "(a wrong folder, a filter that removed everything, .take(0))."
+        )
+        if int(x.cardinality()) == 0:
+            raise empty
+        try:
+            batch = next(iter(x.take(1)))
+        except StopIteration:
+            raise empty from None
+    batch = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+    xb, yb = batch[0], batch[1] if len(batch) > 1 else None
+    if isinstance(xb, dict) or isinstance(xb, (list, tuple)):
+        return None, None  # multi-input models: Keras checks the structure
+    xb = np.asarray(xb)
+    if input_rank is not None and xb.ndim == input_rank:
+        raise ValueError(
+            f"`x` yields single examples of shape {xb.shape}, not batches. Fix: "
+            "batch the dataset, e.g. ds.batch(32)."
+        )
+    return xb, None if yb is None else np.asarray(yb)
+
+
+def _validate_data(
+    model: keras.Model, x: Any, y: Any, validation_data: Any, loss: Any
+) -> None:
+    """Refuses inputs that would train silently on wrong data (safety.py)."""
+    single = not isinstance(model.input_shape, list)
+    input_shape = tuple(model.input_shape[1:]) if single else None
+    units = model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
+    kind = _label_kind(loss) if units else None
+    min_classes = 2
+    if isinstance(x, keras.utils.PyDataset) or _is_tf_dataset(x):
+        x, y = _first_batch(x, None if input_shape is None else len(input_shape))
+        min_classes = 1  # one batch may hold one class
+    elif hasattr(x, "__array__") and not isinstance(x, (list, dict)):
+        x = np.asarray(x)
+    if not isinstance(x, np.ndarray):
+        return
+    _validate_pair(x, y, input_shape, units, kind, min_classes, "x", "y")
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2:
+        xv, yv = validation_data[0], validation_data[1]
+        if hasattr(xv, "__array__") and not isinstance(xv, (list, dict)):
+            names = ("validation_data[0]", "validation_data[1]")
+            _validate_pair(np.asarray(xv), yv, input_shape, units, kind, 1, *names)
+
+
+def _validate_pair(x, y, input_shape, units, kind, min_classes, x_name, y_name):
+    if input_shape is not None:
+        check_images(x, input_shape, name=x_name)
+    elif len(x) == 0:
+        raise ValueError(f"`{x_name}` is empty (0 examples). Fix: check loading.")
+    if y is None:
+        return
+    y = np.asarray(y)
+    if y.ndim == 0 or len(y) != len(x):
+        raise ValueError(
+            f"`{x_name}` and `{y_name}` have different lengths: len({x_name})="
+            f"{len(x)}, len({y_name})={y.size if y.ndim == 0 else len(y)}. "
+            "Fix: pass one label per example."
+        )
+    if kind is not None:
+        check_labels(y, units, kind, min_classes=min_classes, name=y_name)
+
+
+# --- resumable shuffling ------------------------------------------------------
+
+
+class _SeededBatches(keras.utils.PyDataset):
+    """Array batches in an order fixed by `(seed, epoch)`, not by process state.
+
+    Keras shuffles arrays with the process's random state, so a process that
+    resumes a run would see other batches than the one that was killed. Here
+    item `i` is batch `i % steps` of epoch `first_epoch + i // steps`, in a
+    permutation drawn from `np.random.default_rng([seed, epoch])`: the same in
+    any process. The dataset reports no length, so Keras keeps one iterator
+    for the whole `fit` and `i` counts from the fit's first epoch.
+    """
+
+    def __init__(self, arrays, batch_size, steps, seed, first_epoch, shuffle) -> None:
+        super().__init__()
+        self.arrays = arrays
+        self.batch_size = batch_size
+        self.steps = steps
+        self.seed = seed
+        self.first_epoch = first_epoch
+        self.shuffle = shuffle
+        self.size = len(arrays[0])
+        self.batches = math.ceil(self.size / batch_size)
+        self._orders: dict[tuple[int, int], np.ndarray] = {}
+
+    @property
+    def num_batches(self) -> None:
+        return None
+
+    def _order(self, epoch: int, lap: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(self.size)
+        if (epoch, lap) not in self._orders:
+            self._orders = {  # keep only the current epoch's orders
+                key: v for key, v in self._orders.items() if key[0] == epoch
+            }
+            rng = np.random.default_rng([self.seed, epoch, lap])
+            self._orders[(epoch, lap)] = rng.permutation(self.size)
+        return self._orders[(epoch, lap)]
+
+    def __getitem__(self, i: int) -> tuple:
+        epoch, step = divmod(int(i), self.steps)
+        lap, b = divmod(step, self.batches)  # steps_per_epoch may exceed a pass
+        order = self._order(self.first_epoch + epoch, lap)
+        index = order[b * self.batch_size : (b + 1) * self.batch_size]
+        return tuple(a[index] for a in self.arrays)
+
+
+def _fit_inputs(
+    x: Any, y: Any, validation_data: Any, fit_kwargs: dict[str, Any], seed: int | None
+):
+    """Returns `inputs(first_epoch) -> dict` of `model.fit` keyword arguments."""
+    if seed is None or not isinstance(x, np.ndarray):
+        fixed = {"x": x, "y": y, "validation_data": validation_data, **fit_kwargs}
+        return lambda first_epoch: fixed
+    kwargs = dict(fit_kwargs)
+    batch_size = kwargs.pop("batch_size", None) or 32
+    shuffle = kwargs.pop("shuffle", True)
+    split = kwargs.pop("validation_split", 0.0)
+    sample_weight = kwargs.pop("sample_weight", None)
+    arrays = [a for a in (x, y, sample_weight) if a is not None]
+    arrays = [np.asarray(a) for a in arrays]
+    if split and validation_data is None:  # as Keras splits: the last fraction
+        cut = int(math.floor(len(x) * (1.0 - split)))
+        validation_data = tuple(a[cut:] for a in arrays)
+        arrays = [a[:cut] for a in arrays]
+    steps = kwargs.pop("steps_per_epoch", None) or math.ceil(
+        len(arrays[0]) / batch_size
+    )
+    kwargs.setdefault("validation_batch_size", batch_size)
+
+    def inputs(first_epoch: int) -> dict[str, Any]:
+        batches = _SeededBatches(arrays, batch_size, steps, seed, first_epoch, shuffle)
+        return {
+            "x": batches,
+            "validation_data": validation_data,
+            "steps_per_epoch": steps,
+            "shuffle": False,
+            **kwargs,
+        }
+
+    return inputs
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] >> 1)
+
+
+# --- callbacks ------------------------------------------------------------------
+
+
+def _finite(logs: dict | None, key: str = "loss") -> bool:
+    value = (logs or {}).get(key)
+    return value is None or math.isfinite(float(keras.ops.convert_to_numpy(value)))
+
+
+class _StopOnNaN(keras.callbacks.Callback):
+    """Stops at the first NaN/Inf loss and restores the last finite epoch.
+
+    Keras's `TerminateOnNaN` stops but leaves the NaN weights in the model;
+    this keeps a copy of the weights at the end of each epoch whose loss was
+    finite and puts it back.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed_at: tuple[int, int] | None = None
+        self.good_epoch: int | None = None
+        self._epoch = 0
+        self._good: list[np.ndarray] = []
+
+    def on_train_begin(self, logs=None):
+        self._good = arrays_of(self.model.variables)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.failed_at is None and not _finite(logs):
+            self.failed_at = (self._epoch, batch)
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.failed_at is None and _finite(logs):
+            self._good = arrays_of(self.model.variables)
+            self.good_epoch = epoch
+        elif self.failed_at is None:
+            self.failed_at = (epoch, -1)
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.failed_at is not None:
+            assign(self.model.variables, self._good, "model")
+
+
+class _RecordEpochs(keras.callbacks.Callback):
+    """Merges the history, reseeds each epoch, writes checkpoints and best.keras.
+
+    Runs after the user's callbacks, so it sees an early stop they requested.
+    """
+
+    def __init__(self, run: _Run, phase: str, guard: _StopOnNaN) -> None:
+        super().__init__()
+        self.run = run
+        self.phase = phase
+        self.guard = guard
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # Reseed at the first batch, not at epoch begin: on torch, unseeded
+        # dropout draws from torch's global generator, and starting a fit
+        # (creating its DataLoader iterator) consumes a draw between the two.
+        if batch == 0 and self.run.seed is not None:
+            keras.utils.set_random_seed(_epoch_seed(self.run.seed, self.epoch))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.guard.failed_at is not None:
+            return  # the NaN epoch is neither recorded nor checkpointed
+        logs = {
+            k: float(keras.ops.convert_to_numpy(v)) for k, v in (logs or {}).items()
+        }
+        self.run.record(self.phase, epoch, logs, stopped=self.model.stop_training)
+
+
+class _Run:
+    """The progress of one `two_phase_fit` call, resumed from its checkpoint."""
+
+    def __init__(
+        self,
+        model: keras.Model,
+        compiled: dict[str, Any],
+        inputs,
+        callbacks: list,
+        seed: int | None,
+        checkpoint: TrainingCheckpoint | None,
+        keep_best: str | None,
+    ) -> None:
+        self.model, self.compiled, self.inputs = model, compiled, inputs
+        self.callbacks, self.seed, self.checkpoint = callbacks, seed, checkpoint
+        self.keep_best = keep_best
+        self.epoch = 0  # epochs done, counted across both phases
+        self.phase_start: dict[str, int] = {}
+        self.finished: list[str] = []
+        self.history: dict[str, list[float]] = {}
+        self.epochs: list[int] = []
+        self.best: dict[str, Any] | None = None
+        self.phase_histories: dict[str, keras.callbacks.History] = {}
+        self.resumed_at_epoch: int | None = None
+        self.done = False
+        self._optimizer_state: tuple[str, list, list[np.ndarray]] | None = None
+        loaded = checkpoint.load() if checkpoint is not None else None
+        if loaded is not None:
+            state, model_arrays, optimizer_arrays = loaded
+            assign(model.variables, model_arrays, "model")
+            self.epoch, self.epochs = state["epoch"], state["epochs"]
+            self.phase_start, self.finished = state["phase_start"], state["finished"]
+            self.history, self.best = state["history"], state["best"]
+            self.done = state["status"] == "done"
+            self.resumed_at_epoch = self.epoch
+            if state["optimizer_phase"] is not None:
+                self._optimizer_state = (
+                    state["optimizer_phase"],
+                    state["trainable"],
+                    optimizer_arrays,
+                )
+
+    def compile(self, phase: str, optimizer: keras.optimizers.Optimizer) -> None:
+        """Compiles for `phase`; restores its optimizer state when resuming it."""
+        self.model.compile(optimizer=optimizer, **self.compiled)
+        if self._optimizer_state is None or self._optimizer_state[0] != phase:
+            return
+        _, trainable, arrays = self._optimizer_state
+        if [bool(layer.trainable) for layer in flat_layers(self.model)] != trainable:
+            raise ValueError(
+                f"The checkpoint's trainable layers for phase {phase!r} differ "
+                "from the model's. Fix: resume with the same model and "
+                "unfreeze_from, or delete the checkpoint directory."
+            )
+        optimizer.build(self.model.trainable_variables)
+        assign(optimizer.variables, arrays, "optimizer")
+        self._optimizer_state = None
+
+    def fit(self, phase: str, epochs: int) -> None:
+        """Runs the rest of `phase` (up to `epochs` epochs in the phase)."""
+        if phase in self.finished:
+            return
+        start = self.phase_start.setdefault(phase, self.epoch)
+        if self.epoch < start + epochs:
+            guard = _StopOnNaN()
+            hist = self.model.fit(
+                **self.inputs(self.epoch),
+                initial_epoch=self.epoch,
+                epochs=start + epochs,
+                callbacks=[*self.callbacks, guard, _RecordEpochs(self, phase, guard)],
+            )
+            self.phase_histories[phase] = hist
+            if guard.failed_at is not None:
+                raise self._nan_error(phase, guard)
+        if phase not in self.finished:
+            self.finished.append(phase)
+        self.save(phase, f"end-{phase}")
+
+    def record(self, phase: str, epoch: int, logs: dict, stopped: bool) -> None:
+        """Adds one finished epoch to the history; checkpoints it."""
+        for key in logs:
+            self.history.setdefault(key, [math.nan] * len(self.epochs))
+        self.epochs.append(epoch)
+        for key, values in self.history.items():
+            values.append(logs.get(key, math.nan))
+        self.epoch = epoch + 1
+        if self.keep_best is not None:
+            self._keep_best(epoch, logs)
+        if stopped and phase not in self.finished:  # ends the phase on resume too
+            self.finished.append(phase)
+        self.save(phase, f"epoch-{self.epoch}")
+
+    def _keep_best(self, epoch: int, logs: dict) -> None:
+        monitor = self.keep_best
+        if monitor not in logs:
+            raise ValueError(
+                f"keep_best={monitor!r} is not a metric of this run. Available: "
+                f"{sorted(logs)}. Fix: pick one of these (val_* metrics need "
+                "validation_data)."
+            )
+        value = logs[monitor]
+        lower = "loss" in monitor or "error" in monitor
+        best = None if self.best is None else self.best["value"]
+        if best is None or (value < best if lower else value > best):
+            self.checkpoint.save_best(self.model)
+            self.best = {"monitor": monitor, "value": value, "epoch": epoch}
+
+    def save(self, phase: str, label: str) -> None:
+        if self.checkpoint is None:
+            return
+        optimizer = self.model.optimizer
+        lr = optimizer.learning_rate if optimizer is not None else None
+        state = {
+            "status": "done" if self.done else "running",
+            "epoch": self.epoch,
+            "epochs": self.epochs,
+            "phase_start": self.phase_start,
+            "finished": self.finished,
+            "history": self.history,
+            "best": self.best,
+            "optimizer_phase": phase if optimizer is not None else None,
+            "learning_rate": None
+            if lr is None
+            else float(keras.ops.convert_to_numpy(lr)),
+            "trainable": [bool(layer.trainable) for layer in flat_layers(self.model)],
+        }
+        self.checkpoint.save(state, self.model, optimizer, label)
+
+    def finish(self, phase_lrs: dict[str, Any]) -> TwoPhaseHistory:
+        """Marks the run done (once) and returns its merged history."""
+        last = self.finished[-1] if self.finished else None
+        if not self.done and last is not None:
+            self.done = True
+            self.save(last, "done")
+        result = self._history(phase_lrs)
+        return result
+
+    def _history(self, phase_lrs: dict[str, Any]) -> TwoPhaseHistory:
+        result = TwoPhaseHistory()
+        result.set_model(self.model)
+        result.history = {k: list(v) for k, v in self.history.items()}
+        result.epoch = list(self.epochs)
+        result.fine_tune_start_epoch = self.phase_start.get(
+            "fine_tune", len(self.epochs)
+        )
+        result.phase_lrs = dict(phase_lrs)
+        split = result.fine_tune_start_epoch
+        result.phase_epochs = {
+            "head": sum(1 for e in self.epochs if e < split),
+            "fine_tune": sum(1 for e in self.epochs if e >= split),
+        }
+        result.phase_histories = dict(self.phase_histories)
+        result.resumed_at_epoch = self.resumed_at_epoch
+        result.best = dict(self.best) if self.best else None
+        result.params = {"phase_epochs": dict(result.phase_epochs)}
+        return result
+
+    def _nan_error(self, phase: str, guard: _StopOnNaN) -> NaNLossError:
+        epoch, batch = guard.failed_at
+        where = f"epoch {epoch}" + (f", batch {batch}" if batch >= 0 else "")
+        kept = (
+            f"the weights at the end of epoch {guard.good_epoch}"
+            if guard.good_epoch is not None
+            else f"the weights from before phase {phase!r}"
+        )
+        lr = "head_lr" if phase == "head" else "fine_tune_lr"
+        history = self._history({})
+        return NaNLossError(
+            f"Training stopped: the loss became NaN or Inf in phase {phase!r} at "
+            f"{where}. The model holds {kept} (the last finite loss). Fix: lower "
+            f"`{lr}` (e.g. by 10x), scale the inputs (images to [0, 1] or the "
+            "backbone's preprocessing), or clip gradients with an optimizer such "
+            "as keras.optimizers.Adam(clipnorm=1.0). With checkpoint_dir, delete "
+            "the directory before running with new settings.",
+            history,
+        )
 
 
 def two_phase_fit(
@@ -265,6 +702,9 @@ def two_phase_fit(
     head_start: int | str | None = None,
     train_bn: bool | None = None,
     min_head_steps: int = MIN_HEAD_STEPS,
+    checkpoint_dir: str | os.PathLike | None = None,
+    seed: int | None = None,
+    keep_best: str | None = None,
     **fit_kwargs: Any,
 ) -> TwoPhaseHistory:
     """Trains a new head on a frozen base, then fine-tunes at a low rate.
@@ -286,6 +726,46 @@ def two_phase_fit(
       raised when its epochs are too short, and `phase_epochs` records what ran.
     - **`fine_tune_lr` is 1e-4**, not 1e-5: at 1e-5 a few epochs barely move a
       small network. Lower it for large pretrained backbones.
+
+    **Inputs are checked before any weight moves** (`tlrecipes.safety`):
+    labels outside [0, num_classes), a single class, images whose shape or
+    channels do not match the model (grayscale into an RGB model: build it
+    with `add_head(..., input_shape=(h, w, 1))`), NaN/Inf, empty data and
+    x/y of different lengths raise a `ValueError` that says how to fix them.
+    A NaN or Inf loss during training stops it, puts back the weights of the
+    last epoch with a finite loss and raises `NaNLossError`.
+
+    **Checkpoint and resume.** With `checkpoint_dir`, the run is saved after
+    every epoch and at the end of each phase (model and optimizer variables,
+    phase, epoch, trainable flags, learning rate, history; see
+    `tlrecipes.checkpoint`). Calling `two_phase_fit` again with the same
+    arguments after an interruption (during phase 1, between the phases or
+    during phase 2) restores all of it and continues where the last completed
+    epoch ended; the epoch that was running is redone. Writes are atomic: a
+    kill at any instant leaves a checkpoint that loads. A checkpoint made with
+    other settings (epochs, rates, optimizer, seed, data, model) is refused;
+    delete the directory to start over. Once a run has completed, calling
+    again does not retrain: it loads the final weights and optimizer state
+    into `model` and returns the stored history. Callbacks with their own
+    state (EarlyStopping's patience counter) start afresh on resume.
+
+    **Reproducibility.** With `seed`, array inputs are shuffled each epoch by
+    tlrecipes in an order fixed by `(seed, epoch)` instead of by Keras (which
+    draws from the process's random state), and Keras's random seeds are reset
+    at the first batch of every epoch; the dropout seed state is part of the
+    checkpoint. Then the same seed gives the same numbers in two runs on CPU,
+    and a resumed run ends with the same weights as an uninterrupted one
+    (within floating-point tolerance): `seed` is required for an exact resume.
+    Seed the model's construction too (`keras.utils.set_random_seed(seed)`
+    before building it) so the new head starts from the same weights. GPUs are
+    not bit-deterministic: on TensorFlow call
+    `tf.config.experimental.enable_op_determinism()` (slower); on JAX set
+    `XLA_FLAGS=--xla_gpu_deterministic_ops=true`; on PyTorch call
+    `torch.use_deterministic_algorithms(True)` and set
+    `CUBLAS_WORKSPACE_CONFIG=:4096:8`. Without these, GPU runs differ in the
+    last digits, and a resumed GPU run matches only approximately.
+    `PyDataset` and `tf.data` inputs keep their own order: make it depend on
+    the epoch alone for an exact resume.
 
     Args:
         model: A model built by `add_head`, or a flat model together with
@@ -315,19 +795,32 @@ def two_phase_fit(
             bn_training=True)`.
         min_head_steps: Minimum number of optimisation steps in phase 1 when
             the steps per epoch are known; 0 disables it. Defaults to 200.
+        checkpoint_dir: Directory that holds this run's checkpoint; the run
+            resumes from it when it holds one. Defaults to None (no
+            checkpoint).
+        seed: Non-negative integer that makes the run repeatable and its
+            resume exact (see above). Defaults to None (Keras's own
+            shuffling; a resume then continues with other batches).
+        keep_best: Name of a logged metric (`"val_accuracy"`, `"val_loss"`,
+            ...); the model at the epoch where it was best is saved to
+            `<checkpoint_dir>/best.keras` (lower is better for names containing
+            "loss" or "error", higher otherwise). Requires `checkpoint_dir`;
+            `model` itself ends with the last epoch's weights. Defaults to None.
         **fit_kwargs: Passed to `model.fit` by name in both phases
             (`batch_size`, `verbose`, `class_weight`, `shuffle`,
             `validation_split`, ...).
 
     Returns:
         A `TwoPhaseHistory` with the merged `history`, `fine_tune_start_epoch`,
-        `phase_lrs` and `phase_epochs`.
+        `phase_lrs`, `phase_epochs`, `resumed_at_epoch` (None for a fresh run)
+        and `best` (`{"monitor", "value", "epoch"}` with `keep_best`).
 
     Raises:
         ValueError: For negative epochs, both phases empty, a head that cannot
-            be found, a loss that cannot be inferred, labels outside
-            [0, num_classes), mismatched x/y lengths, empty data, or NaN/Inf in
-            `x`.
+            be found, a loss that cannot be inferred, bad inputs (see above),
+            `keep_best` without `checkpoint_dir` or not a logged metric, and a
+            checkpoint made with other settings or damaged.
+        NaNLossError: If the loss becomes NaN or Inf (a `FloatingPointError`).
 
     Example:
 
@@ -338,7 +831,7 @@ def two_phase_fit(
     >>> x = np.random.rand(32, 8, 8, 1).astype("float32")
     >>> y = np.arange(32) % 3
     >>> hist = two_phase_fit(model, x, y, head_epochs=1, fine_tune_epochs=1,
-    ...                      min_head_steps=0, verbose=0)
+    ...                      min_head_steps=0, verbose=0, seed=0)
     >>> hist.fine_tune_start_epoch, round(float(model.optimizer.learning_rate), 6)
     (1, 0.0001)
     """
@@ -355,47 +848,53 @@ def two_phase_fit(
                 f"`{key}` is set by two_phase_fit. Received: {key}="
                 f"{fit_kwargs[key]!r}. Fix: use head_epochs and fine_tune_epochs."
             )
-    _validate_arrays(model, x, y)
+    seed = _check_seed(seed)
+    if keep_best is not None and checkpoint_dir is None:
+        raise ValueError(
+            f"keep_best={keep_best!r} needs a place to save the best model. "
+            "Received: checkpoint_dir=None. Fix: pass checkpoint_dir='runs/my_run'; "
+            "the best model is saved to <checkpoint_dir>/best.keras."
+        )
     compiled = compile_args(model, y)
+    _validate_data(model, x, y, validation_data, compiled["loss"])
     start = _find_head_start(model, head_start)
     if train_bn is None:
         train_bn = base_bn_training(model)
-    callbacks = list(callbacks or [])
-
-    result = TwoPhaseHistory()
-    result.set_model(model)
-    result.phase_lrs = {"head": head_lr, "fine_tune": fine_tune_lr}
-
     if head_epochs:
         steps = _steps_per_epoch(x, fit_kwargs)
         if steps and min_head_steps:
             head_epochs = max(head_epochs, math.ceil(min_head_steps / steps))
-        freeze_until(model, start, train_bn=train_bn)
-        model.compile(optimizer=make_optimizer(optimizer, head_lr), **compiled)
-        hist = model.fit(
-            x,
-            y,
-            validation_data=validation_data,
-            epochs=head_epochs,
-            callbacks=callbacks,
-            **fit_kwargs,
-        )
-        result._extend("head", hist)
-    result.fine_tune_start_epoch = len(result.epoch)
+    unfreeze_from = 0 if unfreeze_from is None else unfreeze_from
+    checkpoint = None
+    if checkpoint_dir is not None:
+        settings = {
+            "head_epochs": head_epochs,
+            "fine_tune_epochs": fine_tune_epochs,
+            "head_lr": head_lr,
+            "fine_tune_lr": fine_tune_lr,
+            "unfreeze_from": unfreeze_from,
+            "optimizer": optimizer,
+            "head_start": start,
+            "train_bn": train_bn,
+            "seed": seed,
+            "compile": compiled,
+            "fit_kwargs": {k: v for k, v in fit_kwargs.items() if k != "verbose"},
+            "data": {"x": x, "y": y, "validation_data": validation_data},
+            "model": [[list(v.shape), str(v.dtype)] for v in model.variables],
+            "backend": keras.backend.backend(),
+        }
+        checkpoint = TrainingCheckpoint(checkpoint_dir, describe(settings))
+    inputs = _fit_inputs(x, y, validation_data, fit_kwargs, seed)
+    run = _Run(
+        model, compiled, inputs, list(callbacks or []), seed, checkpoint, keep_best
+    )
 
-    if fine_tune_epochs:
-        freeze_until(model, 0 if unfreeze_from is None else unfreeze_from, train_bn)
-        model.compile(optimizer=make_optimizer(optimizer, fine_tune_lr), **compiled)
-        done = result.fine_tune_start_epoch
-        hist = model.fit(
-            x,
-            y,
-            validation_data=validation_data,
-            initial_epoch=done,
-            epochs=done + fine_tune_epochs,
-            callbacks=callbacks,
-            **fit_kwargs,
-        )
-        result._extend("fine_tune", hist)
-    result.params = {"phase_epochs": dict(result.phase_epochs)}
-    return result
+    if head_epochs:  # phase 1: only the head trains
+        freeze_until(model, start, train_bn=train_bn)
+        run.compile("head", make_optimizer(optimizer, head_lr))
+        run.fit("head", head_epochs)
+    if fine_tune_epochs:  # phase 2: the base opens (BatchNorm stays frozen)
+        freeze_until(model, unfreeze_from, train_bn=train_bn)
+        run.compile("fine_tune", make_optimizer(optimizer, fine_tune_lr))
+        run.fit("fine_tune", fine_tune_epochs)
+    return run.finish({"head": head_lr, "fine_tune": fine_tune_lr})
