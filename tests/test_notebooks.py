@@ -1,0 +1,165 @@
+"""Notebook hygiene: pairs in sync, headers and structure, quick-mode execution.
+
+The structure and pairing checks take well under a second and always run. The
+execution tests run each notebook top to bottom in quick mode
+(`TLRECIPES_QUICK=1`) through `notebooks/run_notebooks.py`, on a copy written
+to a temporary folder: the committed notebooks are never modified. They are
+marked `notebooks` (select with `-m notebooks`, skip with `-m "not notebooks"`)
+and `slow`: each takes about a minute on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+jupytext = pytest.importorskip("jupytext")
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+PAIRED_SCRIPTS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))
+IDS = [path.stem for path in NOTEBOOKS]
+
+HEADER_LINES = [
+    r"^# \d\d \S.*$",
+    r"^\*\*Description:\*\* .+\.$",
+    r"^\*\*Accelerator:\*\* (CPU|GPU|CPU or GPU)$",
+    r"^\*\*Estimated time \(full mode\):\*\* CPU .+, GPU .+$",
+    r"^\*\*Quick mode:\*\* .+$",
+    r"^\*\*This run:\*\* .+$",
+]
+
+
+def _runner():
+    spec = importlib.util.spec_from_file_location(
+        "run_notebooks", NOTEBOOK_DIR / "run_notebooks.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cells(notebook) -> list[tuple[str, str]]:
+    return [(cell.cell_type, cell.source.strip()) for cell in notebook.cells]
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, f"no NN_*.ipynb notebooks in {NOTEBOOK_DIR}"
+
+
+def test_every_script_has_its_notebook_and_back():
+    assert {p.stem for p in PAIRED_SCRIPTS} == {p.stem for p in NOTEBOOKS}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_and_script_agree(path):
+    """The .ipynb and its jupytext .py hold the same cells (outputs ignored)."""
+    from_script = jupytext.read(path.with_suffix(".py"))
+    from_notebook = nbformat.read(path, as_version=4)
+    script_cells, notebook_cells = _cells(from_script), _cells(from_notebook)
+    assert len(script_cells) == len(notebook_cells), (
+        f"{path.name}: {len(notebook_cells)} cells, its .py has {len(script_cells)}. "
+        f"Fix: jupytext --sync {path.with_suffix('.py').name}"
+    )
+    for i, (a, b) in enumerate(zip(notebook_cells, script_cells, strict=True)):
+        assert a == b, (
+            f"{path.name}: cell {i} differs from the .py. Fix: edit the .py, then "
+            f"jupytext --to ipynb {path.with_suffix('.py').name}"
+        )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_header(path):
+    notebook = nbformat.read(path, as_version=4)
+    first = notebook.cells[0]
+    assert first.cell_type == "markdown"
+    lines = [line for line in first.source.splitlines() if line.strip()]
+    for pattern in HEADER_LINES:
+        assert any(re.match(pattern, line) for line in lines), (
+            f"{path.name}: no header line matching {pattern!r}"
+        )
+    assert lines[0].startswith(f"# {path.name[:2]} "), "title must start with NN"
+    run_lines = [line for line in first.source.splitlines() if "**This run:**" in line]
+    assert len(run_lines) == 1, "exactly one '**This run:**' line, for the runner"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_structure(path):
+    """One parameters cell with QUICK, an Exercises section, imports in Setup only."""
+    notebook = nbformat.read(path, as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    parameters = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(parameters) == 1, f"{path.name}: {len(parameters)} parameters cells"
+    assert 'os.environ.get("TLRECIPES_QUICK", "0") == "1"' in parameters[0].source
+    assert code.index(parameters[0]) == 1, "the parameters cell follows the Setup cell"
+    assert any(
+        c.cell_type == "markdown" and re.search(r"^## Exercises", c.source, re.M)
+        for c in notebook.cells
+    ), f"{path.name}: no '## Exercises' section"
+    for cell in code[1:]:
+        imports = re.findall(r"^(?:import \w|from \S+ import )", cell.source, re.M)
+        assert not imports, f"{path.name}: imports outside the Setup cell: {imports}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_committed_notebook_is_clean_or_from_a_full_run(path):
+    """Committed outputs only come from a full run, whose header says so."""
+    notebook = nbformat.read(path, as_version=4)
+    has_outputs = any(
+        cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"
+    )
+    header = notebook.cells[0].source
+    if has_outputs:
+        assert "**This run:** full mode on" in header, (
+            f"{path.name} has outputs but its header does not state a full run. "
+            "Fix: clear the outputs, or run notebooks/run_notebooks.py --full."
+        )
+    else:
+        assert "**This run:** not executed yet." in header
+
+
+def test_stamp_replaces_only_the_run_line():
+    runner = _runner()
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell("# 99 T\n\n**This run:** not executed yet.\n\nx"),
+        nbformat.v4.new_markdown_cell("**This run:** not this one."),
+    ]
+    line = runner.run_line("full", 125.4, "NVIDIA H100 80GB HBM3 GPU", "jax")
+    assert runner.stamp(notebook, line)
+    assert notebook.cells[0].source == f"# 99 T\n\n{line}\n\nx"
+    assert notebook.cells[1].source == "**This run:** not this one."
+    assert "2 min 05 s" in line and "`jax`" in line
+
+
+@pytest.mark.notebooks
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_runs_in_quick_mode(path, tmp_path):
+    pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    runner = _runner()
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    out = tmp_path / path.name
+    outcome = runner.execute(path, out, quick=True, timeout=300)
+    assert outcome.ok, outcome.error[-4000:]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    executed = nbformat.read(out, as_version=4)
+    errors = [
+        output
+        for cell in executed.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if output.output_type == "error"
+    ]
+    assert not errors
+    # Quick mode never stamps the header: its numbers are not results.
+    assert "**This run:** not executed yet." in executed.cells[0].source
