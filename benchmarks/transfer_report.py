@@ -1552,7 +1552,9 @@ def render_report(
         "## Files",
         "",
         "- `runs.jsonl`: every run (the `ResultStore`; re-runs reuse it); "
-        "`runs.csv`: the same as a table, learning curves as JSON lists.",
+        "`runs.csv`: the same as a table, learning curves as JSON lists; "
+        "`invocations.jsonl`: device, backend, versions, command and duration of "
+        "each invocation.",
         "- `summary_size_sweep.csv`, `benefits.csv`, `transferability.csv`: the "
         "tables above; `results.json`: plan, environment, summaries, crossovers and "
         "rule verdicts.",
@@ -1792,6 +1794,16 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.dry_run:
         return 0
+    try:
+        import matplotlib  # noqa: F401 - only checked here, used by the figures
+    except ImportError:
+        matplotlib = None
+        print(
+            "matplotlib is not installed: the runs will be trained and stored, "
+            "but no report is written. Render it elsewhere with the same command "
+            "and --out (it reuses the stored runs).",
+            flush=True,
+        )
     env, results = run_all(jobs, plan, args.workers)
     new = sum(r["new"] for r in results)
     wall = time.perf_counter() - start
@@ -1830,6 +1842,9 @@ def main(argv: list[str] | None = None) -> int:
         "commit": _git_commit(),
         "invocations": invocations,
     }
+    if matplotlib is None:
+        print(f"{len(rows)} runs ({new} new) stored in {plan['store']}; no report.")
+        return 0
     write_outputs(plan, env, results, runtime, out)
     print(
         f"{len(rows)} runs ({new} new) in {time.perf_counter() - start:.0f} s on "
