@@ -706,6 +706,7 @@ def two_phase_fit(
     seed: int | None = None,
     keep_best: str | None = None,
     **fit_kwargs: Any,
+    lr_multipliers: dict[str, float] | None = None,
 ) -> TwoPhaseHistory:
     """Trains a new head on a frozen base, then fine-tunes at a low rate.
 
@@ -780,7 +781,10 @@ def two_phase_fit(
         fine_tune_epochs: Epochs of phase 2. 0 skips phase 2.
         head_lr: Learning rate (float or schedule) of phase 1. Defaults to 1e-3.
         fine_tune_lr: Learning rate (float or schedule) of phase 2. Defaults
-            to 1e-4.
+            to 1e-4. Schedules (`tlrecipes.schedules.OneCycle`,
+            `WarmupCosine`, any Keras schedule) work in both phases; each
+            phase's optimizer counts its steps from 0, and phase 1 may run
+            more epochs than `head_epochs` (see `min_head_steps`).
         unfreeze_from: Layer (name or index into `flat_layers(model)`) from
             which phase 2 trains; earlier layers stay frozen. Defaults to None:
             the whole base.
@@ -820,6 +824,12 @@ def two_phase_fit(
             be found, a loss that cannot be inferred, bad inputs (see above),
             `keep_best` without `checkpoint_dir` or not a logged metric, and a
             checkpoint made with other settings or damaged.
+        lr_multipliers: Per-layer learning-rate multipliers for phase 2
+            (discriminative fine-tuning), e.g.
+            `tlrecipes.lr_multipliers(model, factor=2.6)`: the phase-2
+            optimizer becomes `with_lr_multipliers(optimizer, ...)` and
+            `fine_tune_lr` is the rate of multiplier 1 (the head). Defaults to
+            None (one rate for all layers).
         NaNLossError: If the loss becomes NaN or Inf (a `FloatingPointError`).
 
     Example:
@@ -888,6 +898,7 @@ def two_phase_fit(
     run = _Run(
         model, compiled, inputs, list(callbacks or []), seed, checkpoint, keep_best
     )
+            **({"lr_multipliers": lr_multipliers} if lr_multipliers else {}),
 
     if head_epochs:  # phase 1: only the head trains
         freeze_until(model, start, train_bn=train_bn)
@@ -895,6 +906,11 @@ def two_phase_fit(
         run.fit("head", head_epochs)
     if fine_tune_epochs:  # phase 2: the base opens (BatchNorm stays frozen)
         freeze_until(model, unfreeze_from, train_bn=train_bn)
-        run.compile("fine_tune", make_optimizer(optimizer, fine_tune_lr))
+        phase2 = make_optimizer(optimizer, fine_tune_lr)
+        if lr_multipliers is not None:  # discriminative rates (finetune.py)
+            from tlrecipes.finetune import with_lr_multipliers
+
+            phase2 = with_lr_multipliers(phase2, lr_multipliers)
+        run.compile("fine_tune", phase2)
         run.fit("fine_tune", fine_tune_epochs)
     return run.finish({"head": head_lr, "fine_tune": fine_tune_lr})

@@ -1,0 +1,508 @@
+"""Learning-rate schedules for fine-tuning, and a learning-rate finder.
+
+- `OneCycle`: Smith's one-cycle policy as fastai's `fit_one_cycle` runs it:
+  a cosine warm-up from `max_lr / div_factor` to `max_lr`, then a cosine
+  anneal to almost zero. The high middle acts as a regulariser; the low end
+  settles the weights.
+- `WarmupCosine`: linear warm-up to `peak_lr`, then cosine decay to
+  `final_lr`: the schedule most vision and language fine-tuning recipes use.
+- `lr_find`: Smith's LR range test (fastai's `lr_find`): train for a few
+  hundred steps while the rate grows exponentially, plot the smoothed loss
+  against the rate, and read off a rate from where the loss falls fastest.
+  The model's weights and optimizer are put back afterwards.
+
+Both schedules are `keras.optimizers.schedules.LearningRateSchedule`
+subclasses registered with Keras, so an optimizer holding one saves and loads
+with the model, and `two_phase_fit(head_lr=..., fine_tune_lr=...)` takes
+them in either phase (each phase's optimizer counts its steps from 0).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+
+from tlrecipes.checkpoint import arrays_of, assign
+from tlrecipes.training import compile_args, make_optimizer
+
+__all__ = ["OneCycle", "WarmupCosine", "lr_find", "LRFinderResult", "LR_FIND_RULES"]
+
+#: Rules `lr_find` can suggest a learning rate by.
+LR_FIND_RULES = ("valley", "steepest", "min/10")
+
+
+def _positive_number(value: Any, name: str, fix: str) -> float:
+    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(
+        value, bool
+    )
+    if not ok or not math.isfinite(float(value)) or float(value) <= 0:
+        raise ValueError(
+            f"Received an invalid value for `{name}`, expected a positive number. "
+            f"Received: {name}={value!r}. Fix: {fix}"
+        )
+    return float(value)
+
+
+def _steps(value: Any, name: str, minimum: int = 1) -> int:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or value < minimum
+    ):
+        raise ValueError(
+            f"Received an invalid value for `{name}`, expected an integer >= "
+            f"{minimum}. Received: {name}={value!r}. Fix: count optimizer steps, "
+            "e.g. epochs * ceil(len(x) / batch_size)."
+        )
+    return int(value)
+
+
+def _cosine(start, end, progress):
+    """From `start` at progress 0 to `end` at progress 1 along half a cosine."""
+    progress = keras.ops.clip(progress, 0.0, 1.0)
+    return end + (start - end) * 0.5 * (1.0 + keras.ops.cos(math.pi * progress))
+
+
+@keras.saving.register_keras_serializable(package="tlrecipes")
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """The one-cycle learning-rate policy (Smith 2018; fastai's `fit_one_cycle`).
+
+    The rate rises along a cosine from `max_lr / div_factor` to `max_lr` over
+    the first `pct_start` of the steps, then falls along a cosine to
+    `max_lr / (div_factor * final_div_factor)` at `total_steps`, and stays
+    there. Warming up protects a freshly initialised head and pretrained
+    weights from large early steps; the high middle lets training move far
+    quickly; the long low tail settles the weights. (fastai also cycles
+    Adam's `beta_1` between 0.95 and 0.85; this schedule sets the rate only.)
+
+    Args:
+        max_lr: The peak learning rate.
+        total_steps: Optimizer steps in the cycle: `epochs * steps_per_epoch`.
+        pct_start: Fraction of the steps spent rising. Defaults to 0.25
+            (fastai).
+        div_factor: The cycle starts at `max_lr / div_factor`. Defaults to 25.
+        final_div_factor: The cycle ends at `max_lr / (div_factor *
+            final_div_factor)`. Defaults to 1e4 (PyTorch's `OneCycleLR`).
+        name: Name of the schedule. Defaults to `"one_cycle"`.
+
+    Raises:
+        ValueError: For a non-positive rate, factor or step count, or
+            `pct_start` outside [0, 1).
+
+    Example:
+
+    >>> from tlrecipes.schedules import OneCycle
+    >>> s = OneCycle(1e-3, total_steps=100)
+    >>> [f"{float(s(step)):.1e}" for step in (0, 25, 100)]
+    ['4.0e-05', '1.0e-03', '4.0e-09']
+    """
+
+    def __init__(
+        self,
+        max_lr: float,
+        total_steps: int,
+        pct_start: float = 0.25,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+        name: str = "one_cycle",
+    ) -> None:
+        super().__init__()
+        self.max_lr = _positive_number(max_lr, "max_lr", "e.g. max_lr=1e-3.")
+        self.total_steps = _steps(total_steps, "total_steps")
+        if not (isinstance(pct_start, (int, float)) and 0 <= float(pct_start) < 1):
+            raise ValueError(
+                "Received an invalid value for `pct_start`, expected a fraction in "
+                f"[0, 1). Received: pct_start={pct_start!r}. Fix: e.g. 0.25."
+            )
+        self.pct_start = float(pct_start)
+        self.div_factor = _positive_number(div_factor, "div_factor", "e.g. 25.")
+        self.final_div_factor = _positive_number(
+            final_div_factor, "final_div_factor", "e.g. 1e4."
+        )
+        self.name = name
+
+    @property
+    def initial_lr(self) -> float:
+        return self.max_lr / self.div_factor
+
+    @property
+    def final_lr(self) -> float:
+        return self.initial_lr / self.final_div_factor
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        warm = float(math.floor(self.pct_start * self.total_steps))
+        rising = _cosine(self.initial_lr, self.max_lr, step / max(warm, 1.0))
+        falling = _cosine(
+            self.max_lr,
+            self.final_lr,
+            (step - warm) / max(self.total_steps - warm, 1.0),
+        )
+        return keras.ops.where(step < warm, rising, falling)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "max_lr": self.max_lr,
+            "total_steps": self.total_steps,
+            "pct_start": self.pct_start,
+            "div_factor": self.div_factor,
+            "final_div_factor": self.final_div_factor,
+            "name": self.name,
+        }
+
+
+@keras.saving.register_keras_serializable(package="tlrecipes")
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to a peak rate, then cosine decay to a final rate.
+
+    The rate grows linearly from `initial_lr` at step 0 to `peak_lr` at
+    `warmup_steps`, then follows a half cosine down to `final_lr` at
+    `total_steps`, and stays there. Warm-up keeps the first steps (when Adam's
+    moment estimates and a new head are unreliable) from wrecking pretrained
+    weights. Keras's own `CosineDecay(warmup_target=..., warmup_steps=...)`
+    computes the same curve but counts its `decay_steps` after the warm-up;
+    here `total_steps` is the whole run, as in `OneCycle`.
+
+    Args:
+        peak_lr: The rate at the end of the warm-up.
+        total_steps: Optimizer steps of the whole schedule (warm-up included).
+        warmup_steps: Steps of linear warm-up. Defaults to 0 (pure cosine).
+        initial_lr: Rate at step 0. Defaults to 0.
+        final_lr: Rate at `total_steps` and after. Defaults to 0.
+        name: Name of the schedule. Defaults to `"warmup_cosine"`.
+
+    Raises:
+        ValueError: For a non-positive `peak_lr` or `total_steps`, negative
+            rates, or `warmup_steps` outside [0, total_steps].
+
+    Example:
+
+    >>> from tlrecipes.schedules import WarmupCosine
+    >>> s = WarmupCosine(1e-3, total_steps=110, warmup_steps=10)
+    >>> [round(float(s(step)), 8) for step in (0, 5, 10, 60, 110)]
+    [0.0, 0.0005, 0.001, 0.0005, 0.0]
+    """
+
+    def __init__(
+        self,
+        peak_lr: float,
+        total_steps: int,
+        warmup_steps: int = 0,
+        initial_lr: float = 0.0,
+        final_lr: float = 0.0,
+        name: str = "warmup_cosine",
+    ) -> None:
+        super().__init__()
+        self.peak_lr = _positive_number(peak_lr, "peak_lr", "e.g. peak_lr=1e-3.")
+        self.total_steps = _steps(total_steps, "total_steps")
+        self.warmup_steps = _steps(warmup_steps, "warmup_steps", minimum=0)
+        if self.warmup_steps > self.total_steps:
+            raise ValueError(
+                "Received an invalid value for `warmup_steps`, expected at most "
+                f"total_steps={self.total_steps}. Received: warmup_steps="
+                f"{warmup_steps!r}. Fix: e.g. warmup_steps=total_steps // 10."
+            )
+        for key, value in (("initial_lr", initial_lr), ("final_lr", final_lr)):
+            if not (isinstance(value, (int, float)) and float(value) >= 0):
+                raise ValueError(
+                    f"Received an invalid value for `{key}`, expected a number "
+                    f">= 0. Received: {key}={value!r}. Fix: e.g. {key}=0."
+                )
+        self.initial_lr = float(initial_lr)
+        self.final_lr = float(final_lr)
+        self.name = name
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        warm = float(self.warmup_steps)
+        rising = self.initial_lr + (self.peak_lr - self.initial_lr) * step / max(
+            warm, 1.0
+        )
+        falling = _cosine(
+            self.peak_lr,
+            self.final_lr,
+            (step - warm) / max(self.total_steps - warm, 1.0),
+        )
+        return keras.ops.where(step < warm, rising, falling)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "peak_lr": self.peak_lr,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "initial_lr": self.initial_lr,
+            "final_lr": self.final_lr,
+            "name": self.name,
+        }
+
+
+# --- the learning-rate finder ----------------------------------------------------
+
+
+@dataclass
+class LRFinderResult:
+    """What `lr_find` measured and the rate it suggests.
+
+    Attributes:
+        learning_rates: The rate of each step that ran.
+        losses: The training loss of each step's batch.
+        smoothed: The losses after bias-corrected exponential smoothing.
+        suggestion: The suggested learning rate.
+        rule: The rule that chose it (one of `LR_FIND_RULES`).
+        suggestions: The rate every rule gives, `{rule: rate}`.
+        stopped_early: True when the sweep stopped because the loss diverged.
+    """
+
+    learning_rates: np.ndarray
+    losses: np.ndarray
+    smoothed: np.ndarray
+    suggestion: float
+    rule: str
+    suggestions: dict[str, float] = field(default_factory=dict)
+    stopped_early: bool = False
+
+    def __repr__(self) -> str:
+        return (
+            f"LRFinderResult(suggestion={self.suggestion:.3g}, rule={self.rule!r}, "
+            f"steps={len(self.learning_rates)}, range=[{self.learning_rates[0]:.3g}, "
+            f"{self.learning_rates[-1]:.3g}])"
+        )
+
+    def plot(self, ax: Any = None, path: Any = None) -> Any:
+        """Plots the raw and smoothed loss against the rate (log scale).
+
+        Args:
+            ax: A matplotlib `Axes` to draw on. Defaults to None: a new figure.
+            path: Where to save the figure (PNG, SVG, ...). Defaults to None.
+
+        Returns:
+            The `matplotlib.figure.Figure`.
+        """
+        from matplotlib.figure import Figure
+
+        if ax is None:
+            fig = Figure(figsize=(6, 4), layout="constrained")
+            ax = fig.add_subplot()
+        else:
+            fig = ax.figure
+        ax.plot(self.learning_rates, self.losses, color="0.75", lw=1, label="loss")
+        ax.plot(self.learning_rates, self.smoothed, color="C0", lw=2, label="smoothed")
+        for i, (rule, rate) in enumerate(self.suggestions.items()):
+            style = "-" if rule == self.rule else ":"
+            ax.axvline(rate, color=f"C{i + 1}", ls=style, label=f"{rule}: {rate:.2g}")
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("training loss")
+        top = np.nanmax(self.smoothed[: max(1, int(np.nanargmin(self.smoothed)) + 1)])
+        low = np.nanmin(self.smoothed)
+        ax.set_ylim(low - 0.1 * (top - low + 1e-12), top + 0.5 * (top - low + 1e-12))
+        ax.set_title(f"LR finder: suggests {self.suggestion:.2g} ({self.rule})")
+        ax.legend(fontsize="small")
+        if path is not None:
+            fig.savefig(path, dpi=120)
+        return fig
+
+
+def _valley(smoothed: np.ndarray) -> int:
+    """fastai's `valley`: two thirds into the longest decreasing stretch."""
+    n = len(smoothed)
+    lengths = [1] * n
+    start, end = 0, 0
+    for i in range(1, n):
+        for j in range(i):
+            if smoothed[i] < smoothed[j] and lengths[i] < lengths[j] + 1:
+                lengths[i] = lengths[j] + 1
+        if lengths[end] < lengths[i]:
+            end = i
+            start = end - lengths[end]
+    sections = (end - start) / 3
+    return int(min(n - 1, max(0, start + int(sections) + int(sections / 2))))
+
+
+def _suggest(lrs: np.ndarray, smoothed: np.ndarray) -> dict[str, float]:
+    lowest = int(np.argmin(smoothed))
+    slopes = np.gradient(smoothed, np.log(lrs)) if len(lrs) > 1 else np.zeros(1)
+    steepest = int(np.argmin(slopes[: lowest + 1]))
+    return {
+        "valley": float(lrs[_valley(smoothed)]),
+        "steepest": float(lrs[steepest]),
+        "min/10": float(max(lrs[lowest] / 10.0, lrs[0])),
+    }
+
+
+def _batches(x: Any, y: Any, batch_size: int, seed: int):
+    if isinstance(x, keras.utils.PyDataset):
+        while True:
+            for i in range(len(x)):
+                batch = x[i]
+                yield batch[0], batch[1] if len(batch) > 1 else None
+    if not hasattr(x, "__len__") or not hasattr(x, "shape"):
+        raise TypeError(
+            "`lr_find` takes NumPy arrays or a keras.utils.PyDataset. Received: "
+            f"x={type(x).__name__}. Fix: pass arrays (x, y), or a PyDataset."
+        )
+    x = np.asarray(x)
+    y = None if y is None else np.asarray(y)
+    rng = np.random.default_rng(seed)
+    while True:
+        order = rng.permutation(len(x))
+        for i in range(
+            0, len(x) - batch_size + 1 if len(x) >= batch_size else 1, batch_size
+        ):
+            index = order[i : i + batch_size]
+            yield x[index], None if y is None else y[index]
+
+
+def lr_find(
+    model: keras.Model,
+    x: Any,
+    y: Any = None,
+    *,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_steps: int = 100,
+    batch_size: int = 32,
+    optimizer: str | keras.optimizers.Optimizer | None = None,
+    rule: str = "valley",
+    beta: float = 0.98,
+    stop_factor: float = 4.0,
+    seed: int = 0,
+) -> LRFinderResult:
+    """Finds a learning rate with an exponential sweep (Smith's LR range test).
+
+    Trains the model's trainable layers for `num_steps` batches while the
+    learning rate grows exponentially from `start_lr` to `end_lr`, records
+    each batch's loss, smooths it (bias-corrected exponential moving average,
+    `beta`), and stops once the smoothed loss exceeds `stop_factor` times its
+    minimum (it has diverged). A good rate is where the loss still falls
+    fast, before the minimum; the rules (fastai's):
+
+    - `"valley"`: two thirds of the way down the longest stretch over which
+      the smoothed loss keeps falling (fastai's default since 2021: robust to
+      noise).
+    - `"steepest"`: where the smoothed loss falls fastest against log(rate),
+      up to its minimum.
+    - `"min/10"`: the rate at the minimum divided by 10 (the classic rule).
+
+    Afterwards every model variable (weights, BatchNorm statistics, seed
+    states) is put back bit for bit, and so is the optimizer: a compiled
+    model is recompiled with its own optimizer object, whose variables
+    (moments, step counter) are restored. An uncompiled model is left
+    compiled with a fresh optimizer at the suggested rate. Run it with the
+    layers frozen as they will be when training (e.g. after phase 1, with the
+    base unfrozen, to choose `fine_tune_lr`).
+
+    Args:
+        model: The model; its loss and metrics are reused when compiled,
+            otherwise inferred from the output layer.
+        x: Training images (NumPy array) or a `keras.utils.PyDataset`.
+        y: Labels when `x` is an array. Defaults to None.
+        start_lr: First rate of the sweep. Defaults to 1e-7.
+        end_lr: Last rate of the sweep. Defaults to 10.
+        num_steps: Batches in the sweep; a few hundred give a smooth curve.
+            Defaults to 100.
+        batch_size: Batch size for arrays. Defaults to 32.
+        optimizer: Optimizer name or instance (its settings are copied).
+            Defaults to None: the model's own kind when compiled, else Adam.
+        rule: Which rule's rate becomes `suggestion`. Defaults to `"valley"`.
+        beta: Smoothing of the loss. Defaults to 0.98.
+        stop_factor: Stop when the smoothed loss exceeds this times its
+            minimum. Defaults to 4.
+        seed: Seed of the batch order. Defaults to 0.
+
+    Returns:
+        An `LRFinderResult` (`suggestion`, `rule`, all rules' `suggestions`,
+        the curve, and `.plot()`).
+
+    Raises:
+        ValueError: For a rate range that is not increasing and positive,
+            fewer than 5 steps, or an unknown `rule`.
+
+    Example:
+
+    >>> from tlrecipes.schedules import lr_find
+    >>> model = add_head(small_convnet(blocks=1, width=4), num_classes=3)
+    >>> x, y = np.random.rand(64, 28, 28, 1).astype("float32"), np.arange(64) % 3
+    >>> result = lr_find(model, x, y, num_steps=20, end_lr=1.0)
+    >>> 1e-7 <= result.suggestion <= 1.0, result.rule
+    (True, 'valley')
+    """
+    start_lr = _positive_number(start_lr, "start_lr", "e.g. start_lr=1e-7.")
+    end_lr = _positive_number(end_lr, "end_lr", "e.g. end_lr=10.")
+    if end_lr <= start_lr:
+        raise ValueError(
+            "Received an invalid learning-rate range, expected start_lr < end_lr. "
+            f"Received: start_lr={start_lr!r}, end_lr={end_lr!r}. Fix: e.g. "
+            "start_lr=1e-7, end_lr=10."
+        )
+    num_steps = _steps(num_steps, "num_steps", minimum=5)
+    if rule not in LR_FIND_RULES:
+        raise ValueError(
+            f"Received an invalid value for `rule`, expected one of {LR_FIND_RULES}. "
+            f"Received: rule={rule!r}. Fix: use rule='valley'."
+        )
+    compiled = compile_args(model, y)
+    was_compiled = (
+        bool(getattr(model, "compiled", False)) and model.optimizer is not None
+    )
+    own = model.optimizer if was_compiled else None
+    own_state = arrays_of(own.variables) if own is not None and own.built else None
+    kind = optimizer if optimizer is not None else (own if own is not None else "adam")
+    model_state = arrays_of(model.variables)
+
+    sweep = make_optimizer(kind, float(start_lr))  # a float rate: a Variable
+    model.compile(optimizer=sweep, **compiled)
+    lrs = start_lr * (end_lr / start_lr) ** (np.arange(num_steps) / (num_steps - 1))
+    losses: list[float] = []
+    smoothed: list[float] = []
+    average, best, stopped = 0.0, math.inf, False
+    batches = _batches(x, y, int(batch_size), seed)
+    try:
+        for i, lr in enumerate(lrs):
+            sweep.learning_rate = float(lr)
+            xb, yb = next(batches)
+            logs = model.train_on_batch(xb, yb, return_dict=True)
+            loss = float(keras.ops.convert_to_numpy(logs["loss"]))
+            losses.append(loss)
+            if not math.isfinite(loss):
+                smoothed.append(math.inf)
+                stopped = True
+                break
+            average = beta * average + (1 - beta) * loss
+            smoothed.append(average / (1 - beta ** (i + 1)))
+            best = min(best, smoothed[-1])
+            if i > 5 and smoothed[-1] > stop_factor * best:
+                stopped = True
+                break
+    finally:
+        assign(model.variables, model_state, "model")
+        if own is not None:
+            model.compile(optimizer=own, **compiled)
+            if own_state is not None:
+                assign(own.variables, own_state, "optimizer")
+    tested = lrs[: len(losses)]
+    curve = np.asarray(smoothed, dtype="float64")
+    finite = np.isfinite(curve)
+    if finite.sum() < 2:
+        raise ValueError(
+            f"The loss was not finite from the first steps of the sweep "
+            f"(start_lr={start_lr}). Fix: lower start_lr, or check the inputs "
+            "and labels (tlrecipes.safety)."
+        )
+    suggestions = _suggest(tested[finite], curve[finite])
+    result = LRFinderResult(
+        learning_rates=tested,
+        losses=np.asarray(losses, dtype="float64"),
+        smoothed=curve,
+        suggestion=suggestions[rule],
+        rule=rule,
+        suggestions=suggestions,
+        stopped_early=stopped,
+    )
+    if own is None:
+        model.compile(optimizer=make_optimizer(kind, result.suggestion), **compiled)
+    return result
