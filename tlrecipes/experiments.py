@@ -51,7 +51,7 @@ import keras
 import numpy as np
 from tqdm.auto import tqdm
 
-from tlrecipes.backbones import block_names, small_convnet
+from tlrecipes.backbones import block_names, cut_after_block, small_convnet
 from tlrecipes.datasets import sample_indices_per_class
 from tlrecipes.freezing import flat_layers, freeze_until, is_batchnorm, unfreeze
 from tlrecipes.heads import HEAD_PREFIX, add_head, find_base
@@ -74,12 +74,35 @@ __all__ = [
     "transferability_by_layer",
     "size_sweep",
     "STRATEGIES",
+    "EXTRA_STRATEGIES",
+    "KERAS_GUIDE",
     "VARIANTS",
     "BENEFIT_MEASURES",
 ]
 
 #: Strategies of `size_sweep` besides `"freeze_<k>"` (first k blocks frozen).
 STRATEGIES = ("scratch", "feature_extractor", "two_phase", "fine_tune_all")
+#: Strategies `size_sweep` also accepts but does not run by default:
+#: `"earlier_block"` (a frozen base cut after an earlier block, with a new
+#: head; `"earlier_block_<k>"` picks block k) and `"keras_guide"` (the Keras
+#: transfer-learning guide's recipe as written, counted in epochs; see
+#: `KERAS_GUIDE`; `"keras_guide_<e1>_<e2>"` changes its epochs).
+EXTRA_STRATEGIES = ("earlier_block", "keras_guide")
+#: The Keras guide's recipe (keras.io/guides/transfer_learning, "Fine-tuning"
+#: section): base frozen, GlobalAveragePooling -> Dropout(0.2) -> Dense trained
+#: with `Adam()` (learning rate 1e-3) for 20 epochs; then `base.trainable =
+#: True`, recompile with `Adam(1e-5)`, 10 more epochs; batch size 32; the base
+#: called with `training=False`. Its end-to-end cats-vs-dogs example shortens
+#: the epochs to 2 and 1. Not step-budgeted: with 10 images per class and 5
+#: classes an epoch is 2 steps, as for anyone who copies the guide.
+KERAS_GUIDE = {
+    "head_epochs": 20,
+    "fine_tune_epochs": 10,
+    "head_lr": 1e-3,
+    "fine_tune_lr": 1e-5,
+    "batch_size": 32,
+    "dropout": 0.2,
+}
 #: Yosinski et al.'s variants: layers copied from A or B, frozen or ("+")
 #: fine-tuned.
 VARIANTS = ("AnB", "AnB+", "BnB", "BnB+")
@@ -1144,6 +1167,7 @@ class _LearningCurve(keras.callbacks.Callback):
 
     def __init__(self, x, y, eval_epochs, steps_per_epoch, batch_size):
         super().__init__()
+        self.offset = 0  # epochs already run by an earlier `fit` of the same run
         self.x, self.y = x, y
         self.eval_epochs = set(eval_epochs)
         self.steps_per_epoch = steps_per_epoch
@@ -1152,6 +1176,7 @@ class _LearningCurve(keras.callbacks.Callback):
         self.accuracy: list[float] = []
 
     def on_epoch_end(self, epoch, logs=None):
+        epoch += self.offset
         if epoch + 1 in self.eval_epochs:
             self.steps.append((epoch + 1) * self.steps_per_epoch)
             self.accuracy.append(_accuracy(self.model, self.x, self.y, self.batch_size))
@@ -1190,15 +1215,47 @@ def _block_start(model: keras.Model, block: int, blocks: int) -> int:
     return next(i for i, n in enumerate(names) if n.startswith(f"block{block}_"))
 
 
+def _earlier_block(strategy: str, blocks: int) -> int | None:
+    """The cut of `"earlier_block[_<k>]"` (None if not one, or out of range).
+
+    By default the middle block, ceil(blocks / 2), and always before the last
+    block: block 2 of `small_convnet`'s 3 (7x7x64 features), block 1 of 2.
+    """
+    match = re.fullmatch(r"earlier_block(?:_(\d+))?", strategy)
+    if not match:
+        return None
+    k = int(match.group(1)) if match.group(1) else min(blocks - 1, -(-blocks // 2))
+    return k if 1 <= k < blocks else None
+
+
+def _keras_guide_epochs(strategy: str) -> tuple[int, int] | None:
+    """(head epochs, fine-tune epochs) of `"keras_guide[_<e1>_<e2>]"`, else None."""
+    match = re.fullmatch(r"keras_guide(?:_(\d+)_(\d+))?", strategy)
+    if not match:
+        return None
+    if match.group(1) is None:
+        return KERAS_GUIDE["head_epochs"], KERAS_GUIDE["fine_tune_epochs"]
+    epochs = int(match.group(1)), int(match.group(2))
+    return epochs if epochs[0] >= 1 else None
+
+
 def _check_strategy(strategy: str, blocks: int) -> None:
     match = re.fullmatch(r"freeze_(\d+)", strategy)
     if strategy in STRATEGIES or (match and 1 <= int(match.group(1)) <= blocks):
         return
-    known = [*STRATEGIES, *[f"freeze_{k}" for k in range(1, blocks + 1)]]
+    if _earlier_block(strategy, blocks) or _keras_guide_epochs(strategy):
+        return
+    known = [
+        *STRATEGIES,
+        *[f"freeze_{k}" for k in range(1, blocks + 1)],
+        *EXTRA_STRATEGIES,
+    ]
     close = difflib.get_close_matches(strategy, known, n=3, cutoff=0.4)
     raise ValueError(
         f"Unknown strategy. Received: strategy={strategy!r}. Expected one of "
-        f"{known} (freeze_<k> freezes the first k of the base's {blocks} blocks)."
+        f"{known} (freeze_<k> freezes the first k of the base's {blocks} blocks; "
+        f"earlier_block_<k> reads features after block k < {blocks}; "
+        "keras_guide_<e1>_<e2> runs the Keras guide with e1 + e2 epochs)."
         + (f" Did you mean {close}?" if close else "")
     )
 
@@ -1241,20 +1298,35 @@ def _train_run(
             match = re.match(r"block(\d+)_", layer.name)
             if match and int(match.group(1)) <= copy_blocks and layer.weights:
                 layer.set_weights(source_base.get_layer(layer.name).get_weights())
+    cut = _earlier_block(strategy, blocks) if strategy else None
+    guide = _keras_guide_epochs(strategy) if strategy else None
     model = add_head(
-        base,
+        cut_after_block(base, cut) if cut else base,
         splits.num_classes,
-        dropout=config.dropout,
-        bn_training=True,  # base(x) without training=False: flags decide BN mode
+        dropout=KERAS_GUIDE["dropout"] if guide else config.dropout,
+        # The guide calls base(x, training=False); elsewhere the base is called
+        # without it, so the layers' trainable flags decide BatchNorm's mode.
+        bn_training=not guide,
         name="target",
     )
     steps_per_epoch, epochs, eval_epochs = _budget(len(splits.x_train), config)
+    batch_size = config.batch_size
+    if guide:  # counted in epochs, as written: no min_steps rule
+        batch_size = KERAS_GUIDE["batch_size"]
+        steps_per_epoch = max(1, math.ceil(len(splits.x_train) / batch_size))
+        epochs = sum(guide)
+        points = max(1, config.curve_points)
+        eval_epochs = sorted(
+            {max(1, round(k * epochs / points)) for k in range(1, points + 1)}
+        )
     curve = _LearningCurve(
-        splits.x_test, splits.y_test, eval_epochs, steps_per_epoch, config.batch_size
+        splits.x_test, splits.y_test, eval_epochs, steps_per_epoch, batch_size
     )
-    fit = {"batch_size": config.batch_size, "verbose": 0, "callbacks": [curve]}
+    fit = {"batch_size": batch_size, "verbose": 0, "callbacks": [curve]}
     start = time.perf_counter()
-    if strategy == "two_phase":
+    if guide:
+        history = _keras_guide_fit(model, splits, guide, fit, curve)
+    elif strategy == "two_phase":
         head_epochs = min(
             max(1, round(epochs * config.head_fraction)), max(1, epochs - 1)
         )
@@ -1274,7 +1346,7 @@ def _train_run(
     else:
         if strategy == "scratch":
             unfreeze(model, train_bn=True)
-        elif strategy == "feature_extractor":
+        elif strategy == "feature_extractor" or cut:
             freeze_until(model, _head_start(model))
         elif strategy == "fine_tune_all":
             unfreeze(model)  # BatchNorm keeps the source statistics
@@ -1289,7 +1361,7 @@ def _train_run(
                 if is_batchnorm(layer) and match and int(match.group(1)) > copy_blocks:
                     layer.trainable = True
         # A head on a fully frozen base is a linear probe: it gets head_lr.
-        base_trains = bool(base.trainable_weights)
+        base_trains = bool(find_base(model).trainable_weights)  # the cut, if any
         _compile(model, config, config.learning_rate if base_trains else config.head_lr)
         history = model.fit(splits.x_train, splits.y_train, epochs=epochs, **fit)
     seconds = time.perf_counter() - start
@@ -1305,6 +1377,34 @@ def _train_run(
         "seconds": round(seconds, 2),
     }
     return metrics, model
+
+
+def _keras_guide_fit(
+    model: keras.Model,
+    splits: _Splits,
+    epochs: tuple[int, int],
+    fit: dict[str, Any],
+    curve: _LearningCurve,
+) -> keras.callbacks.History:
+    """The Keras guide's two `fit` calls, as written (see `KERAS_GUIDE`)."""
+    base = find_base(model)
+    base.trainable = False
+    model.compile(
+        optimizer=keras.optimizers.Adam(),  # the guide's default learning rate
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    history = model.fit(splits.x_train, splits.y_train, epochs=epochs[0], **fit)
+    if epochs[1]:
+        base.trainable = True  # every base layer, BatchNorm included
+        model.compile(
+            optimizer=keras.optimizers.Adam(KERAS_GUIDE["fine_tune_lr"]),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        curve.offset = epochs[0]
+        history = model.fit(splits.x_train, splits.y_train, epochs=epochs[1], **fit)
+    return history
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,110 @@
+"""The `tlrecipes` command line: advise, argument errors, backend handling."""
+
+import subprocess
+import sys
+
+import keras
+import pytest
+
+from tlrecipes.cli import main
+
+
+def test_advise_prints_recipe_reason_command_and_basis(capsys):
+    assert main(["advise", "--images-per-class", "10", "--similar", "yes"]) == 0
+    out = capsys.readouterr().out
+    assert "Recommended recipe: feature_extractor" in out
+    assert "Why:" in out and "source tutorial's 2x2 table" in out
+    assert "python recipes/feature_extractor.py --data-dir DIR" in out
+    assert "tl.add_head(base, num_classes)" in out
+
+
+@pytest.mark.parametrize(
+    "n, similar, strategy",
+    [
+        (10, "yes", "feature_extractor"),
+        (10, "no", "earlier_block"),
+        (400, "yes", "two_phase"),
+        (400, "no", "fine_tune_all"),
+    ],
+)
+def test_advise_four_cases(capsys, n, similar, strategy):
+    main(["advise", "--images-per-class", str(n), "--similar", similar])
+    assert f"Recommended recipe: {strategy}\n" in capsys.readouterr().out
+
+
+def test_advise_counts_the_smallest_class_of_a_folder(tmp_path, capsys):
+    for name, count in (("cats", 7), ("dogs", 300)):
+        (tmp_path / name).mkdir()
+        for i in range(count):
+            (tmp_path / name / f"{i}.png").write_bytes(b"")
+    (tmp_path / "dogs" / "notes.txt").write_text("not an image")
+    code = main(
+        [
+            "advise",
+            "--data-dir",
+            str(tmp_path),
+            "--similar",
+            "no",
+            "--backbone",
+            "small_convnet",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"Counted 7 images in the smallest class of {tmp_path}" in out
+    assert f"--cut-after-block 2 --data-dir {tmp_path} --backbone small_convnet" in out
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--images-per-class", "10"], "--similar yes or --similar no"),
+        (["--similar", "yes"], "fix: e.g. --images-per-class 10"),
+        (["--data-dir", "/no/such/dir", "--similar", "yes"], "is not a folder"),
+    ],
+)
+def test_advise_missing_information_exits_2(capsys, args, expected):
+    assert main(["advise", *args]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--images-per-class", "-3", "--similar", "yes"],
+        ["--images-per-class", "3", "--similar", "maybe"],
+    ],
+)
+def test_advise_bad_values_exit_2(capsys, args):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["advise", *args])
+    assert exit_info.value.code == 2
+    assert "fix" in capsys.readouterr().err
+
+
+def test_other_backend_in_process_is_an_error(capsys):
+    other = "jax" if keras.backend.backend() != "jax" else "torch"
+    assert main(["study", "--backend", other, "--quick"]) == 2
+    assert f"KERAS_BACKEND={other}" in capsys.readouterr().err
+
+
+def test_module_entry_point_runs():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tlrecipes",
+            "advise",
+            "--images-per-class",
+            "500",
+            "--similar",
+            "no",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Recommended recipe: fine_tune_all" in result.stdout

@@ -1,0 +1,5 @@
+import sys
+
+from tlrecipes.cli import main
+
+sys.exit(main())
