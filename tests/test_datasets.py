@@ -742,3 +742,24 @@ def test_module_imports_without_tensorflow_on_jax():
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.mark.skipif(
+    not os.path.exists(FASHION_DIR + "/train-labels-idx1-ubyte.gz"),
+    reason="needs Debian's dataset-fashion-mnist",
+)
+def test_fashion_files_are_never_loaded_as_mnist(monkeypatch):
+    from tlrecipes.datasets import load_mnist
+
+    # Same IDX file names: the variable's root is Fashion-MNIST's place, and
+    # MNIST is only looked for in its mnist/ subfolder.
+    monkeypatch.setenv("TLRECIPES_DATA_DIR", FASHION_DIR)
+    monkeypatch.setenv("TLRECIPES_OFFLINE", "1")
+    digits = load_mnist()
+    assert "Fashion" not in digits.source and FASHION_DIR not in digits.source
+    # Pointed at them explicitly, the content check refuses them.
+    with pytest.raises(ValueError, match="are Fashion-MNIST, not MNIST"):
+        load_mnist(data_dir=FASHION_DIR)

@@ -439,17 +439,46 @@ def _keras_cache_dirs() -> list[pathlib.Path]:
     return dirs
 
 
-def _user_dirs(data_dir: str | os.PathLike | None, subdir: str):
-    """(label, directory) pairs from the argument and the environment variable."""
+def _user_dirs(
+    data_dir: str | os.PathLike | None, subdir: str, env_root: bool = True
+):
+    """(label, directory) pairs from the argument and the environment variable.
+
+    `env_root=False` searches only `$TLRECIPES_DATA_DIR/<subdir>`: Fashion-MNIST
+    and MNIST use the same IDX file names, and the variable's root is where
+    Fashion-MNIST is documented to live, so MNIST must sit in `mnist/` there.
+    """
     places = []
     if data_dir is not None:
         places += [("data_dir argument", pathlib.Path(data_dir))]
         places += [("data_dir argument", pathlib.Path(data_dir) / subdir)]
     env = os.environ.get(DATA_DIR_ENV)
     if env:
-        places += [(f"${DATA_DIR_ENV}", pathlib.Path(env))]
+        if env_root:
+            places += [(f"${DATA_DIR_ENV}", pathlib.Path(env))]
         places += [(f"${DATA_DIR_ENV}", pathlib.Path(env) / subdir)]
     return places
+
+
+#: The first ten training labels of each official release: Fashion-MNIST and
+#: MNIST share file names and formats, and this tells one from the other.
+_FIRST_TRAIN_LABELS = {
+    "Fashion-MNIST": (9, 0, 0, 3, 0, 2, 7, 2, 5, 5),
+    "MNIST": (5, 0, 4, 1, 9, 2, 1, 3, 1, 4),
+}
+
+
+def _check_not_the_other(name: str, y_train: np.ndarray, where: object) -> None:
+    """Refuses MNIST files loaded as Fashion-MNIST and the other way round."""
+    first = tuple(int(v) for v in np.asarray(y_train[:10]).ravel())
+    for other, labels in _FIRST_TRAIN_LABELS.items():
+        if other != name and first == labels:
+            raise ValueError(
+                f"The IDX files in {where} are {other}, not {name}: both use the "
+                "same file names. Fix: keep them in separate folders, e.g. "
+                f"$TLRECIPES_DATA_DIR for Fashion-MNIST and $TLRECIPES_DATA_DIR/"
+                "mnist for MNIST, or pass data_dir= pointing at the right one."
+            )
 
 
 def _not_found(dataset: str, looked: list[str], fixes: list[str]) -> FileNotFoundError:
@@ -521,6 +550,7 @@ def load_fashion_mnist(
         files, why = _find_idx_files(directory)
         if files:
             arrays = _read_idx_splits(files, len(FASHION_MNIST_CLASSES))
+            _check_not_the_other(name, arrays[1], directory)
             return _splits(
                 name, arrays, FASHION_MNIST_CLASSES, f"{label} ({directory})"
             )
@@ -625,10 +655,11 @@ def load_mnist(
     """
     name = "MNIST"
     looked = [] if os.environ.get(DATA_DIR_ENV) else [f"${DATA_DIR_ENV}: not set"]
-    for label, directory in _user_dirs(data_dir, "mnist"):
+    for label, directory in _user_dirs(data_dir, "mnist", env_root=False):
         files, why = _find_idx_files(directory)
         if files:
             arrays = _read_idx_splits(files, len(MNIST_CLASSES))
+            _check_not_the_other("MNIST", arrays[1], directory)
             return _splits(name, arrays, MNIST_CLASSES, f"{label} ({directory})")
         npz = directory / "mnist.npz"
         if npz.is_file():
