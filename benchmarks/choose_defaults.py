@@ -49,10 +49,13 @@ def _accuracy(model, x, y) -> float:
 def run_cell(task_name: str, size: int, seed: int, quick: bool) -> list[dict]:
     """All grid points for one (task, size, seed) cell."""
     import keras
-    import numpy as np
 
     from tlrecipes import add_head, two_phase_fit
-    from tlrecipes.experiments import load_source_model, scratch_twin, train_source_model
+    from tlrecipes.experiments import (
+        load_source_model,
+        scratch_twin,
+        train_source_model,
+    )
     from tlrecipes.tasks import get_task
 
     head_lrs = HEAD_LRS[::2] if quick else HEAD_LRS
@@ -75,47 +78,103 @@ def run_cell(task_name: str, size: int, seed: int, quick: bool) -> list[dict]:
 
     def row(method, start, **fields):
         rows.append(
-            dict(task=task_name, size=size, seed=seed, method=method,
-                 seconds=round(time.perf_counter() - start, 2), **fields)
+            dict(
+                task=task_name,
+                size=size,
+                seed=seed,
+                method=method,
+                seconds=round(time.perf_counter() - start, 2),
+                **fields,
+            )
         )
 
     for head_lr in head_lrs:
         start = time.perf_counter()
         keras.utils.set_random_seed(seed)
         model = add_head(source.copy_base(), classes, dropout=0.2)
-        two_phase_fit(model, x, y, head_epochs=epochs, fine_tune_epochs=0,
-                      head_lr=head_lr, verbose=0)
+        two_phase_fit(
+            model,
+            x,
+            y,
+            head_epochs=epochs,
+            fine_tune_epochs=0,
+            head_lr=head_lr,
+            verbose=0,
+        )
         head_acc = _accuracy(model, x_test, y_test)
-        row("head_only", start, head_lr=head_lr, fine_tune_lr=None, test_accuracy=head_acc)
+        row(
+            "head_only",
+            start,
+            head_lr=head_lr,
+            fine_tune_lr=None,
+            test_accuracy=head_acc,
+        )
         after_head = model.get_weights()
         for fine_lr in fine_lrs:
             start = time.perf_counter()
             keras.utils.set_random_seed(seed)
             model.set_weights(after_head)
-            two_phase_fit(model, x, y, head_epochs=0, fine_tune_epochs=epochs,
-                          fine_tune_lr=fine_lr, verbose=0)
-            row("two_phase_fit", start, head_lr=head_lr, fine_tune_lr=fine_lr,
-                test_accuracy=_accuracy(model, x_test, y_test), head_accuracy=head_acc)
+            two_phase_fit(
+                model,
+                x,
+                y,
+                head_epochs=0,
+                fine_tune_epochs=epochs,
+                fine_tune_lr=fine_lr,
+                verbose=0,
+            )
+            row(
+                "two_phase_fit",
+                start,
+                head_lr=head_lr,
+                fine_tune_lr=fine_lr,
+                test_accuracy=_accuracy(model, x_test, y_test),
+                head_accuracy=head_acc,
+            )
 
     # The Keras guide as written: 20 epochs at Adam's default, then 10 at 1e-5,
     # epochs counted as epochs (no step budget).
     start = time.perf_counter()
     keras.utils.set_random_seed(seed)
     model = add_head(source.copy_base(), classes, dropout=0.2)
-    two_phase_fit(model, x, y, head_epochs=2 if quick else 20,
-                  fine_tune_epochs=1 if quick else 10, head_lr=1e-3,
-                  fine_tune_lr=1e-5, min_head_steps=0, verbose=0)
-    row("keras_guide", start, head_lr=1e-3, fine_tune_lr=1e-5,
-        test_accuracy=_accuracy(model, x_test, y_test))
+    two_phase_fit(
+        model,
+        x,
+        y,
+        head_epochs=2 if quick else 20,
+        fine_tune_epochs=1 if quick else 10,
+        head_lr=1e-3,
+        fine_tune_lr=1e-5,
+        min_head_steps=0,
+        verbose=0,
+    )
+    row(
+        "keras_guide",
+        start,
+        head_lr=1e-3,
+        fine_tune_lr=1e-5,
+        test_accuracy=_accuracy(model, x_test, y_test),
+    )
 
     # From-scratch twin: same architecture, re-initialised, at least 400 steps.
     start = time.perf_counter()
     twin = scratch_twin(model, seed=seed)
     twin.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
     steps_per_epoch = -(-len(x) // 32)
-    twin.fit(x, y, batch_size=32, epochs=max(2 * epochs, -(-400 // steps_per_epoch)) if not quick else 2, verbose=0)
-    row("scratch", start, head_lr=None, fine_tune_lr=1e-3,
-        test_accuracy=_accuracy(twin, x_test, y_test))
+    twin.fit(
+        x,
+        y,
+        batch_size=32,
+        epochs=max(2 * epochs, -(-400 // steps_per_epoch)) if not quick else 2,
+        verbose=0,
+    )
+    row(
+        "scratch",
+        start,
+        head_lr=None,
+        fine_tune_lr=1e-3,
+        test_accuracy=_accuracy(twin, x_test, y_test),
+    )
     return rows
 
 
@@ -139,10 +198,14 @@ def summarise(rows: list[dict]) -> list[dict]:
         groups.setdefault(key, []).append(r["test_accuracy"])
     out = []
     for key, accs in sorted(groups.items(), key=lambda kv: str(kv[0])):
-        out.append(dict(zip(("task", "size", "method", "head_lr", "fine_tune_lr"), key),
-                        mean=round(statistics.mean(accs), 4),
-                        std=round(statistics.stdev(accs), 4) if len(accs) > 1 else 0.0,
-                        seeds=len(accs)))
+        out.append(
+            dict(
+                zip(("task", "size", "method", "head_lr", "fine_tune_lr"), key),
+                mean=round(statistics.mean(accs), 4),
+                std=round(statistics.stdev(accs), 4) if len(accs) > 1 else 0.0,
+                seeds=len(accs),
+            )
+        )
     return out
 
 
@@ -151,15 +214,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/results/defaults.json")
-    parser.add_argument("--cell", nargs=3, metavar=("TASK", "SIZE", "SEED"), help=argparse.SUPPRESS)
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument(
+        "--keep",
+        default=None,
+        help="A previous result JSON whose rows for the other tasks are kept.",
+    )
+    parser.add_argument(
+        "--cell", nargs=3, metavar=("TASK", "SIZE", "SEED"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.cell:
         rows = run_cell(args.cell[0], int(args.cell[1]), int(args.cell[2]), args.quick)
         print("ROWS " + json.dumps(rows))
         return 0
 
-    cells = list(itertools.product(TASKS, SIZES[:1] if args.quick else SIZES,
-                                   SEEDS[:1] if args.quick else SEEDS))
+    cells = list(
+        itertools.product(
+            args.tasks,
+            SIZES[:1] if args.quick else SIZES,
+            SEEDS[:1] if args.quick else SEEDS,
+        )
+    )
     start = time.perf_counter()
     env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")
     procs, rows = [], []
@@ -169,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
             task, size, seed = pending.pop(0)
             cmd = [sys.executable, __file__, "--cell", task, str(size), str(seed)]
             cmd += ["--quick"] if args.quick else []
-            procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env))
+            procs.append(
+                subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+            )
         time.sleep(0.5)
         for proc in [p for p in procs if p.poll() is not None]:
             procs.remove(proc)
@@ -179,20 +257,34 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"worker failed: {proc.args}")
             rows += json.loads(out.split("ROWS ", 1)[1])
     seconds = time.perf_counter() - start
+    if args.keep:
+        kept = json.loads(Path(args.keep).read_text())["rows"]
+        rows = [r for r in kept if r["task"] not in args.tasks] + rows
     import keras
 
     result = dict(
-        what="two_phase_fit learning-rate grid vs the Keras guide as written vs scratch",
-        quick=args.quick, backend=keras.backend.backend(), device=_device(),
-        keras=keras.__version__, seconds=round(seconds, 1), workers=args.workers,
-        summary=summarise(rows), rows=rows,
+        what="two_phase_fit learning rates vs the Keras guide as written vs scratch",
+        quick=args.quick,
+        backend=keras.backend.backend(),
+        device=_device(),
+        keras=keras.__version__,
+        seconds=round(seconds, 1),
+        workers=args.workers,
+        summary=summarise(rows),
+        rows=rows,
     )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     for s in result["summary"]:
-        print(f"{s['task']:17s} {s['size']:4d}/class {s['method']:14s} head_lr={s['head_lr']!s:6s} "
-              f"ft_lr={s['fine_tune_lr']!s:6s} {s['mean']:.3f} ± {s['std']:.3f}")
-    print(f"{len(rows)} runs in {seconds:.0f} s on {result['device']} ({result['backend']}) -> {args.out}")
+        print(
+            f"{s['task']:17s} {s['size']:4d}/class {s['method']:14s} "
+            f"head_lr={s['head_lr']!s:6s} "
+            f"ft_lr={s['fine_tune_lr']!s:6s} {s['mean']:.3f} ± {s['std']:.3f}"
+        )
+    print(
+        f"{len(rows)} runs in {seconds:.0f} s on {result['device']} "
+        f"({result['backend']}) -> {args.out}"
+    )
     return 0
 
 
