@@ -37,20 +37,25 @@ demo: setup
 	$(BIN)/tlrecipes demo
 
 test: setup
-	$(MAKE) --no-print-directory lint test-core test-backends
+	$(MAKE) --no-print-directory lint test-core test-backends test-notebooks
 
 lint:
-	$(BIN)/ruff check tlrecipes tests benchmarks recipes
+	$(BIN)/ruff check tlrecipes tests benchmarks recipes notebooks scripts
 
 # Whole suite and the docstring examples on the tensorflow backend.
 test-core:
 	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -p no:cacheprovider \
-	  --doctest-modules tlrecipes tests
+	  -m "not notebooks" --doctest-modules tlrecipes tests
 
 # The helper tests again on jax and torch.
 test-backends:
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -p no:cacheprovider -m multibackend tests
 	KERAS_BACKEND=torch $(BIN)/python -m pytest -q -p no:cacheprovider -m multibackend tests
+
+# Every notebook, top to bottom, in quick mode (TLRECIPES_QUICK=1) on a copy.
+test-notebooks:
+	KERAS_BACKEND=tensorflow TLRECIPES_OFFLINE=1 $(BIN)/python -m pytest -q \
+	  -p no:cacheprovider -m notebooks tests/test_notebooks.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

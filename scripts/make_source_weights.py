@@ -34,14 +34,25 @@ TASKS = ("fashion_a_to_b", "fashion_to_mnist")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=None, help="Output folder. Defaults to tlrecipes/weights/.")
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), help="Tasks. Defaults to both offline tasks.")
+    parser.add_argument(
+        "--out", default=None, help="Output folder. Defaults to tlrecipes/weights/."
+    )
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        default=list(TASKS),
+        help="Tasks. Defaults to both offline tasks.",
+    )
     parser.add_argument("--seed", type=int, default=0, help="Seed. Defaults to 0.")
     args = parser.parse_args(argv)
 
     import keras
 
-    from tlrecipes.experiments import PACKAGED_WEIGHTS_DIR, SourceConfig, train_source_model
+    from tlrecipes.experiments import (
+        PACKAGED_WEIGHTS_DIR,
+        SourceConfig,
+        train_source_model,
+    )
     from tlrecipes.safety import sha256_file
 
     out = Path(args.out) if args.out else PACKAGED_WEIGHTS_DIR
@@ -51,13 +62,26 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as cache:
         for task in args.tasks:
             start = time.perf_counter()
-            source = train_source_model(task, SourceConfig(), seed=args.seed, cache_dir=cache, retrain=True, verbose=2)
+            source = train_source_model(
+                task,
+                SourceConfig(),
+                seed=args.seed,
+                cache_dir=cache,
+                retrain=True,
+                verbose=2,
+            )
             seconds = time.perf_counter() - start
-            for path in (Path(source.path), Path(str(source.path)[: -len(".keras")] + ".json")):
+            for path in (
+                Path(source.path),
+                Path(str(source.path)[: -len(".keras")] + ".json"),
+            ):
                 target = out / path.name
                 shutil.copyfile(path, target)
                 sums[target.name] = sha256_file(target)
-            print(f"{task}: {source.metrics} in {seconds:.1f} s on {keras.backend.backend()} -> {out}")
+            print(
+                f"{task}: {source.metrics} in {seconds:.1f} s on "
+                f"{keras.backend.backend()} -> {out}"
+            )
     sums_path.write_text(json.dumps(dict(sorted(sums.items())), indent=2) + "\n")
     print(f"checksums: {sums_path}")
     return 0

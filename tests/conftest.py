@@ -1,4 +1,4 @@
-"""Shared test setup: pick the backend before Keras is imported, seed, clear sessions."""
+"""Shared test setup: the backend before Keras is imported, seeds, clean sessions."""
 
 import os
 

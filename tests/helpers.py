@@ -31,7 +31,11 @@ def tiny_data(n: int = 48, num_classes: int = 3, seed: int = 0):
 
 
 def weights_of(layers) -> list[np.ndarray]:
-    return [np.array(keras.ops.convert_to_numpy(w)) for layer in layers for w in layer.weights]
+    return [
+        np.array(keras.ops.convert_to_numpy(w))
+        for layer in layers
+        for w in layer.weights
+    ]
 
 
 def assert_identical(before: list[np.ndarray], after: list[np.ndarray]) -> None:

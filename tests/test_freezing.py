@@ -152,8 +152,12 @@ def test_trainable_summary_counts_match_keras():
 
 
 def test_add_head_base_inside_sequential_is_found():
-    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d1")], name="inner")
-    model = keras.Sequential([keras.Input((4,)), inner, keras.layers.Dense(2, name="d2")])
+    inner = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, name="d1")], name="inner"
+    )
+    model = keras.Sequential(
+        [keras.Input((4,)), inner, keras.layers.Dense(2, name="d2")]
+    )
     freeze_until(model, "d2")
     assert not inner.get_layer("d1").trainable
     assert len(model.trainable_weights) == 2

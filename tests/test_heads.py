@@ -67,8 +67,12 @@ def test_bn_training_keeps_batchnorm_trainable_in_frozen_base():
     base = model.get_layer("base")
     assert base.get_layer("block1_bn").trainable
     assert not base.get_layer("block1_conv").trainable
-    bn_weights = {id(v) for layer in flat_layers(base) if "bn" in layer.name
-                  for v in layer.trainable_weights}
+    bn_weights = {
+        id(v)
+        for layer in flat_layers(base)
+        if "bn" in layer.name
+        for v in layer.trainable_weights
+    }
     assert bn_weights <= {id(v) for v in model.trainable_weights}
 
 
@@ -98,5 +102,9 @@ def test_keras_round_trip_predicts_the_same(tmp_path):
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), before, rtol=1e-6, atol=1e-6)
-    assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), before, rtol=1e-6, atol=1e-6
+    )
+    assert [layer.name for layer in loaded.layers] == [
+        layer.name for layer in model.layers
+    ]

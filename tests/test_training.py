@@ -66,8 +66,15 @@ def test_learning_rates_read_back_from_the_optimizer():
     x, y = tiny_data()
     recorder = LrRecorder()
     hist = two_phase_fit(
-        model, x, y, head_epochs=2, fine_tune_epochs=3, head_lr=3e-3,
-        fine_tune_lr=2e-5, callbacks=[recorder], **FIT,
+        model,
+        x,
+        y,
+        head_epochs=2,
+        fine_tune_epochs=3,
+        head_lr=3e-3,
+        fine_tune_lr=2e-5,
+        callbacks=[recorder],
+        **FIT,
     )
     np.testing.assert_allclose(recorder.lrs, [3e-3] * 2 + [2e-5] * 3, rtol=1e-6)
     assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == (
@@ -104,7 +111,13 @@ def test_min_head_steps_budgets_phase1_in_steps():
     model = tiny_model()
     x, y = tiny_data(48)  # 3 steps per epoch at batch size 16
     hist = two_phase_fit(
-        model, x, y, head_epochs=1, fine_tune_epochs=0, batch_size=16, verbose=0,
+        model,
+        x,
+        y,
+        head_epochs=1,
+        fine_tune_epochs=0,
+        batch_size=16,
+        verbose=0,
         min_head_steps=12,
     )
     assert hist.phase_epochs["head"] == 4
@@ -117,7 +130,12 @@ def test_unfreeze_from_keeps_earlier_layers_identical():
     early = weights_of([base.get_layer("block1_conv")])
     late = weights_of([base.get_layer("block2_conv")])
     two_phase_fit(
-        model, x, y, head_epochs=1, fine_tune_epochs=2, unfreeze_from="block2_conv",
+        model,
+        x,
+        y,
+        head_epochs=1,
+        fine_tune_epochs=2,
+        unfreeze_from="block2_conv",
         **FIT,
     )
     assert_identical(early, weights_of([base.get_layer("block1_conv")]))
@@ -152,8 +170,9 @@ def test_one_hot_labels_and_binary_head_infer_their_loss():
     two_phase_fit(model, x, np.eye(3)[y], head_epochs=1, fine_tune_epochs=1, **FIT)
     assert model.loss == "categorical_crossentropy"
     binary = add_head(tiny_base(), 1)
-    two_phase_fit(binary, x, (y > 0).astype("float32"), head_epochs=1,
-                  fine_tune_epochs=0, **FIT)
+    two_phase_fit(
+        binary, x, (y > 0).astype("float32"), head_epochs=1, fine_tune_epochs=0, **FIT
+    )
     assert binary.loss == "binary_crossentropy"
 
 
@@ -165,8 +184,9 @@ def test_flat_model_with_head_start():
     model = keras.Model(inputs, outputs)
     x, y = tiny_data()
     conv_before = weights_of([model.get_layer("conv")])
-    two_phase_fit(model, x, y, head_epochs=1, fine_tune_epochs=0, head_start="flat",
-                  **FIT)
+    two_phase_fit(
+        model, x, y, head_epochs=1, fine_tune_epochs=0, head_start="flat", **FIT
+    )
     assert_identical(conv_before, weights_of([model.get_layer("conv")]))
     with pytest.raises(ValueError, match="Cannot tell where the head"):
         two_phase_fit(model, x, y, head_epochs=1, fine_tune_epochs=0, **FIT)
@@ -206,7 +226,10 @@ def test_bad_inputs_never_train(mutate, message):
         ({"head_epochs": 0, "fine_tune_epochs": 0}, "Both phases are empty"),
         ({"head_epochs": 1, "fine_tune_epochs": 1, "epochs": 3}, "`epochs` is set by"),
         ({"head_epochs": 1, "fine_tune_epochs": 1, "head_lr": 0}, "positive number"),
-        ({"head_epochs": 1, "fine_tune_epochs": 1, "optimizer": "adamm"}, "Unknown opt"),
+        (
+            {"head_epochs": 1, "fine_tune_epochs": 1, "optimizer": "adamm"},
+            "Unknown opt",
+        ),
     ],
 )
 def test_argument_errors(kwargs, message):
@@ -218,8 +241,15 @@ def test_argument_errors(kwargs, message):
 def test_optimizer_instance_config_is_kept():
     model = tiny_model()
     x, y = tiny_data()
-    two_phase_fit(model, x, y, head_epochs=1, fine_tune_epochs=1,
-                  optimizer=keras.optimizers.SGD(momentum=0.9), **FIT)
+    two_phase_fit(
+        model,
+        x,
+        y,
+        head_epochs=1,
+        fine_tune_epochs=1,
+        optimizer=keras.optimizers.SGD(momentum=0.9),
+        **FIT,
+    )
     assert isinstance(model.optimizer, keras.optimizers.SGD)
     assert model.optimizer.momentum == 0.9
 
@@ -235,8 +265,9 @@ def test_pydataset_input():
             return x[i * 16 : (i + 1) * 16], y[i * 16 : (i + 1) * 16]
 
     model = tiny_model()
-    hist = two_phase_fit(model, Batches(), head_epochs=1, fine_tune_epochs=1,
-                         verbose=0, min_head_steps=6)
+    hist = two_phase_fit(
+        model, Batches(), head_epochs=1, fine_tune_epochs=1, verbose=0, min_head_steps=6
+    )
     assert hist.phase_epochs == {"head": 2, "fine_tune": 1}
 
 
@@ -248,8 +279,9 @@ def test_tf_data_input():
     x, y = tiny_data()
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
     model = tiny_model()
-    hist = two_phase_fit(model, ds, head_epochs=1, fine_tune_epochs=1, verbose=0,
-                         min_head_steps=6)
+    hist = two_phase_fit(
+        model, ds, head_epochs=1, fine_tune_epochs=1, verbose=0, min_head_steps=6
+    )
     assert hist.phase_epochs == {"head": 2, "fine_tune": 1}
 
 
@@ -260,7 +292,9 @@ def test_round_trip_after_two_phase_fit(tmp_path):
     before = model.predict(x, verbose=0)
     model.save(tmp_path / "tuned.keras")
     loaded = keras.saving.load_model(tmp_path / "tuned.keras")
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), before, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), before, rtol=1e-5, atol=1e-6
+    )
     # The loaded model can go on training with the same helper.
     two_phase_fit(loaded, x, y, head_epochs=0, fine_tune_epochs=1, **FIT)
 
@@ -285,10 +319,19 @@ def test_keras_training_false_alone_does_not_protect_unfrozen_batchnorm():
 def test_seeded_validation_split_holds_out_the_last_fraction_as_keras_does():
     model = tiny_model()
     x, y = tiny_data()
-    hist = two_phase_fit(model, x, y, head_epochs=1, fine_tune_epochs=1, seed=0,
-                         validation_split=0.25, **FIT)
-    held_out = model.evaluate(x[36:], y[36:], batch_size=16, verbose=0,
-                              return_dict=True)
+    hist = two_phase_fit(
+        model,
+        x,
+        y,
+        head_epochs=1,
+        fine_tune_epochs=1,
+        seed=0,
+        validation_split=0.25,
+        **FIT,
+    )
+    held_out = model.evaluate(
+        x[36:], y[36:], batch_size=16, verbose=0, return_dict=True
+    )
     assert hist.history["val_loss"][-1] == pytest.approx(held_out["loss"], rel=1e-5)
 
 
@@ -298,8 +341,16 @@ def test_seeded_run_honours_class_weight():
         keras.utils.set_random_seed(0)
         model = tiny_model()
         x, y = tiny_data()
-        return two_phase_fit(model, x, y, head_epochs=2, fine_tune_epochs=0, seed=0,
-                             class_weight=class_weight, **FIT).history["loss"]
+        return two_phase_fit(
+            model,
+            x,
+            y,
+            head_epochs=2,
+            fine_tune_epochs=0,
+            seed=0,
+            class_weight=class_weight,
+            **FIT,
+        ).history["loss"]
 
     plain = run(None)
     assert run({0: 1.0, 1: 1.0, 2: 1.0}) == pytest.approx(plain, rel=1e-6)

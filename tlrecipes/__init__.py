@@ -7,8 +7,42 @@ The three helpers every recipe stands on:
 - `add_head(base, num_classes)`: a new classifier on a frozen base.
 - `two_phase_fit(model, x, y, head_epochs=..., fine_tune_epochs=...)`: train the
   head, then unfreeze and fine-tune at a low learning rate.
+
+Around them: offline datasets and transfer tasks (`datasets`, `tasks`),
+backbones (`backbones`), experiments that measure transfer against a
+from-scratch twin (`experiments`), plots (`plots`), input checks and safe
+loading (`safety`), and rule-based advice (`advice`).
 """
 
+from tlrecipes.advice import Advice, advise
+from tlrecipes.backbones import application, block_names, cut_after_block, small_convnet
+from tlrecipes.datasets import (
+    ImageSplits,
+    load_fashion_mnist,
+    load_image_folder,
+    load_mnist,
+    load_tfds,
+    random_class_split,
+    sample_per_class,
+    split_by_class,
+    to_backbone_input,
+    train_val_split,
+)
+from tlrecipes.experiments import (
+    ResultStore,
+    SourceConfig,
+    SourceModel,
+    TrainConfig,
+    aggregate,
+    load_rows,
+    load_source_model,
+    scratch_twin,
+    size_sweep,
+    train_source_model,
+    transfer_benefit,
+    transfer_vs_scratch,
+    transferability_by_layer,
+)
 from tlrecipes.freezing import (
     TrainableSummary,
     flat_layers,
@@ -17,20 +51,75 @@ from tlrecipes.freezing import (
     trainable_summary,
     unfreeze,
 )
-from tlrecipes.heads import add_head
-from tlrecipes.training import TwoPhaseHistory, make_optimizer, two_phase_fit
+from tlrecipes.heads import RepeatChannels, add_head
+from tlrecipes.plots import (
+    plot_learning_curves,
+    plot_size_sweep,
+    plot_transfer_vs_scratch,
+    plot_transferability,
+)
+from tlrecipes.safety import ChecksumError, safe_load_model, verify_checksum
+from tlrecipes.tasks import Task, get_task, list_tasks, register_task
+from tlrecipes.training import (
+    NaNLossError,
+    TwoPhaseHistory,
+    make_optimizer,
+    two_phase_fit,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Advice",
+    "ChecksumError",
+    "ImageSplits",
+    "NaNLossError",
+    "RepeatChannels",
+    "ResultStore",
+    "SourceConfig",
+    "SourceModel",
+    "Task",
+    "TrainConfig",
     "TrainableSummary",
     "TwoPhaseHistory",
     "add_head",
+    "advise",
+    "aggregate",
+    "application",
+    "block_names",
+    "cut_after_block",
     "flat_layers",
     "freeze",
     "freeze_until",
+    "get_task",
+    "list_tasks",
+    "load_fashion_mnist",
+    "load_image_folder",
+    "load_mnist",
+    "load_rows",
+    "load_source_model",
+    "load_tfds",
     "make_optimizer",
+    "plot_learning_curves",
+    "plot_size_sweep",
+    "plot_transfer_vs_scratch",
+    "plot_transferability",
+    "random_class_split",
+    "register_task",
+    "safe_load_model",
+    "sample_per_class",
+    "scratch_twin",
+    "size_sweep",
+    "small_convnet",
+    "split_by_class",
+    "to_backbone_input",
+    "train_source_model",
+    "train_val_split",
     "trainable_summary",
+    "transfer_benefit",
+    "transfer_vs_scratch",
+    "transferability_by_layer",
     "two_phase_fit",
     "unfreeze",
+    "verify_checksum",
 ]

@@ -51,7 +51,9 @@ def _is_container(layer: keras.layers.Layer) -> bool:
     )
 
 
-def _walk(model: keras.layers.Layer, path: str = "") -> Iterator[tuple[str, keras.layers.Layer]]:
+def _walk(
+    model: keras.layers.Layer, path: str = ""
+) -> Iterator[tuple[str, keras.layers.Layer]]:
     for layer in model.layers:
         if _is_container(layer) and layer.layers:
             yield from _walk(layer, f"{path}{layer.name}/")
@@ -300,7 +302,14 @@ class TrainableSummary:
         return sum(row["non_trainable_params"] for row in self.rows)
 
     def __str__(self) -> str:
-        head = ("block", "layers", "trainable", "frozen", "train params", "frozen params")
+        head = (
+            "block",
+            "layers",
+            "trainable",
+            "frozen",
+            "train params",
+            "frozen params",
+        )
         body = [
             (
                 r["block"],
@@ -355,7 +364,8 @@ def trainable_summary(model: keras.Model) -> TrainableSummary:
     Example:
 
     >>> import keras
-    >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="head_out")])
+    >>> head = keras.layers.Dense(2, name="head_out")
+    >>> m = keras.Sequential([keras.Input((4,)), head])
     >>> trainable_summary(m).trainable_params
     10
     """
@@ -385,7 +395,9 @@ def trainable_summary(model: keras.Model) -> TrainableSummary:
     return TrainableSummary(model.name, list(rows.values()))
 
 
-def _effective_trainable(model: keras.Model, path: str, leaf: keras.layers.Layer) -> bool:
+def _effective_trainable(
+    model: keras.Model, path: str, leaf: keras.layers.Layer
+) -> bool:
     """A leaf trains only if it and every container above it are trainable."""
     if not (leaf.trainable and model.trainable):
         return False
