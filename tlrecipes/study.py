@@ -573,7 +573,7 @@ def run_demo(
     images_per_class: int = 10,
     source_per_class: int = 1000,
     source_epochs: int = 2,
-    head_epochs: int = 100,
+    head_epochs: int = 10,
     fine_tune_epochs: int = 50,
     seed: int = 0,
 ) -> dict[str, float]:
@@ -590,8 +590,9 @@ def run_demo(
         images_per_class: Target training images per class. Defaults to 10.
         source_per_class: Source training images per class. Defaults to 1000.
         source_epochs: Epochs of source training. Defaults to 2.
-        head_epochs: Epochs of the head phase (an epoch of 50 images is 2
-            steps). Defaults to 100.
+        head_epochs: Epochs of the head phase; `two_phase_fit` raises them to
+            reach 200 optimisation steps (an epoch of 50 images is 2 steps).
+            Defaults to 10.
         fine_tune_epochs: Epochs of the fine-tuning phase. Defaults to 50.
         seed: Random seed. Defaults to 0.
 
@@ -608,9 +609,14 @@ def run_demo(
 
     from tlrecipes.backbones import small_convnet
     from tlrecipes.datasets import load_fashion_mnist, sample_per_class, select_classes
-    from tlrecipes.freezing import freeze_until, unfreeze
+    from tlrecipes.freezing import unfreeze
     from tlrecipes.heads import add_head
-    from tlrecipes.training import make_optimizer
+    from tlrecipes.training import (
+        FINE_TUNE_LR,
+        MIN_HEAD_STEPS,
+        make_optimizer,
+        two_phase_fit,
+    )
 
     start = time.perf_counter()
     keras.utils.set_random_seed(seed)
@@ -625,7 +631,8 @@ def run_demo(
     )
 
     def scale(x: np.ndarray) -> np.ndarray:
-        return (x.astype("float32") / 255.0)[..., None]
+        x = x.astype("float32") / 255.0
+        return x[..., None] if x.ndim == 3 else x
 
     def compile_at(model: keras.Model, lr: float) -> None:
         model.compile(
@@ -648,20 +655,40 @@ def run_demo(
     source_acc = accuracy(source_model, source.x_test, source.y_test)
     print(f"   source test accuracy {source_acc:.3f}")
 
-    model = add_head(base, 5, bn_training=True, name="target")
-    freeze_until(model, "head_pool")
-    compile_at(model, 1e-2)
+    # The three helpers: a new head on the frozen base (BatchNorm in inference
+    # mode), then two_phase_fit's two phases, run one at a time so the
+    # accuracy after each can be printed.
+    model = add_head(base, 5, name="target")
     print(
         f"2. Target: {', '.join(target.class_names)}, {images_per_class} images "
-        f"per class; new head on the frozen base ({head_epochs} epochs)"
+        f"per class; new head on the frozen base (add_head + two_phase_fit "
+        f"phase 1, at least {MIN_HEAD_STEPS} steps)"
     )
-    model.fit(scale(x_tgt), y_tgt, epochs=head_epochs, batch_size=32, verbose=0)
+    history = two_phase_fit(
+        model,
+        scale(x_tgt),
+        y_tgt,
+        head_epochs=head_epochs,
+        fine_tune_epochs=0,
+        seed=seed,
+        verbose=0,
+    )
     head_acc = accuracy(model, target.x_test, target.y_test)
     print(f"   frozen-base (feature extractor) test accuracy {head_acc:.3f}")
-    unfreeze(model)  # BatchNorm stays frozen: its source statistics are kept
-    compile_at(model, 1e-4)
-    print(f"3. Fine-tune the whole base at 1e-4 ({fine_tune_epochs} epochs)")
-    model.fit(scale(x_tgt), y_tgt, epochs=fine_tune_epochs, batch_size=32, verbose=0)
+    print(
+        f"3. Fine-tune: two_phase_fit phase 2 unfreezes the base (BatchNorm kept "
+        f"frozen) at {FINE_TUNE_LR:g} for {fine_tune_epochs} epochs"
+    )
+    history = two_phase_fit(
+        model,
+        scale(x_tgt),
+        y_tgt,
+        head_epochs=0,
+        fine_tune_epochs=fine_tune_epochs,
+        seed=seed,
+        verbose=0,
+    )
+    assert history.phase_lrs["fine_tune"] == FINE_TUNE_LR
     tuned_acc = accuracy(model, target.x_test, target.y_test)
     seconds = time.perf_counter() - start
     print(f"   fine-tuned test accuracy {tuned_acc:.3f}")
