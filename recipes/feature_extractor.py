@@ -130,6 +130,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a smoke run: 1 epoch, tiny images, a few batches",
     )
     parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    parser.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        help="checkpoint folder: an interrupted run resumes when you pass the same "
+        "folder again (default: no checkpoint)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs = 1
@@ -293,6 +299,7 @@ def main(argv: list[str] | None = None) -> dict:
         head_lr=args.learning_rate,
         min_head_steps=args.min_head_steps,
         seed=args.seed,
+        checkpoint_dir=args.checkpoint_dir,
         verbose=2,
     )
     seconds = time.perf_counter() - start

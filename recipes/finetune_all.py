@@ -112,6 +112,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a smoke run: 1 epoch, tiny images, a few batches",
     )
     parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    parser.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        help="checkpoint folder: an interrupted run resumes when you pass the same "
+        "folder again (default: no checkpoint)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs = 1
@@ -249,6 +255,7 @@ def main(argv: list[str] | None = None) -> dict:
         fine_tune_lr=args.learning_rate,
         train_bn=args.train_bn,
         seed=args.seed,
+        checkpoint_dir=args.checkpoint_dir,
         verbose=2,
     )
     seconds = time.perf_counter() - start

@@ -138,6 +138,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a smoke run: 1 epoch, tiny images, a few batches",
     )
     parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    parser.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        help="checkpoint folder: an interrupted run resumes when you pass the same "
+        "folder again (default: no checkpoint)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs = 2  # one per phase
@@ -291,6 +297,7 @@ def main(argv: list[str] | None = None) -> dict:
         train_bn=False,
         min_head_steps=0,  # no extra head epochs: the budgets must match
         seed=args.seed,
+        checkpoint_dir=args.checkpoint_dir,
         verbose=2,
     )
     print("Training the scratch twin:")

@@ -416,3 +416,28 @@ def test_feature_extractor_with_imagenet_weights(image_folder, images, tmp_path)
     assert metrics["weights"] == "imagenet" and metrics["backbone"] == "mobilenetv2"
     resized = keras.ops.convert_to_numpy(keras.ops.image.resize(images, (96, 96)))
     check_predicts(out / "model.keras", resized, len(CLASSES))
+
+
+def test_two_phase_finetune_resumes_from_its_checkpoint(
+    image_folder, tmp_path, monkeypatch
+):
+    import keras
+
+    args = (
+        *("--data-dir", str(image_folder), "--backbone", "small_convnet"),
+        *("--weights", "none", "--quick", "--seed", "3"),
+        *("--checkpoint-dir", str(tmp_path / "ckpt")),
+    )
+    first = run("two_phase_finetune", *args, "--out", str(tmp_path / "a"))
+    assert any((tmp_path / "ckpt").iterdir())
+    fits = []
+    real_fit = keras.Model.fit
+
+    def counting_fit(self, *a, **k):
+        fits.append(k.get("epochs"))
+        return real_fit(self, *a, **k)
+
+    monkeypatch.setattr(keras.Model, "fit", counting_fit)
+    again = run("two_phase_finetune", *args, "--out", str(tmp_path / "b"))
+    assert fits == []  # the finished run is restored, not trained again
+    assert again["test_accuracy"] == first["test_accuracy"]
