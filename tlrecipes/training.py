@@ -19,6 +19,7 @@ helpers so each step can be copied on its own:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Sequence
@@ -211,6 +212,21 @@ def _steps_per_epoch(x: Any, fit_kwargs: dict[str, Any]) -> int | None:
         return int(len(x))  # PyDataset, tf.data with known cardinality
     except (TypeError, ValueError):
         return None
+
+
+def _optimizer_in_scope(
+    model: keras.Model, optimizer: Any, learning_rate: Any
+) -> keras.optimizers.Optimizer:
+    """`make_optimizer` inside the model's `tf.distribute` strategy scope.
+
+    A model built under `MirroredStrategy().scope()` needs its optimizer's
+    variables created in that scope too; elsewhere (other backends, no
+    strategy) the scope is a no-op.
+    """
+    strategy = getattr(model, "_distribute_strategy", None)
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
+        return make_optimizer(optimizer, learning_rate)
 
 
 class NaNLossError(FloatingPointError):
@@ -919,11 +935,11 @@ def two_phase_fit(
 
     if head_epochs:  # phase 1: only the head trains
         freeze_until(model, start, train_bn=train_bn)
-        run.compile("head", make_optimizer(optimizer, head_lr))
+        run.compile("head", _optimizer_in_scope(model, optimizer, head_lr))
         run.fit("head", head_epochs)
     if fine_tune_epochs:  # phase 2: the base opens (BatchNorm stays frozen)
         freeze_until(model, unfreeze_from, train_bn=train_bn)
-        phase2 = make_optimizer(optimizer, fine_tune_lr)
+        phase2 = _optimizer_in_scope(model, optimizer, fine_tune_lr)
         if lr_multipliers is not None:  # discriminative rates (finetune.py)
             from tlrecipes.finetune import with_lr_multipliers
 
