@@ -22,7 +22,7 @@
 #
 # **Quick mode:** `TLRECIPES_QUICK=1` runs two seeds, 3 epochs per run and a shorter size sweep (under a minute on a 2-core CPU); the numbers are then rough and the prose still applies.
 #
-# **This run:** not executed yet.
+# **This run:** full mode on 1 x NVIDIA H100 80GB HBM3 GPU, Keras backend `jax`, 7 min 30 s of execution (2026-11-24).
 #
 # A question on Data Science Stack Exchange (`../shared/background/000...`):
 #

@@ -262,6 +262,13 @@ def execute(
         line = run_line("full", seconds, device_name(), keras_backend())
         if not stamp(nb, line):
             error = f"{notebook.name} has no '**This run:**' line in its header."
+        # The paired .py (the source of truth) carries the same stamp, so the
+        # pair stays in sync; for a copy elsewhere, write a .py beside it.
+        script = notebook.with_suffix(".py")
+        if not error and script.exists():
+            text = RUN_LINE.sub(lambda _: line, script.read_text(), count=1)
+            output.with_suffix(".py").parent.mkdir(parents=True, exist_ok=True)
+            output.with_suffix(".py").write_text(text)
     output.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, output)
     return Outcome(str(notebook), str(output), not error, seconds, error)
