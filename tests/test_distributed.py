@@ -12,9 +12,10 @@ the next. The child process prints one JSON line that the test reads back.
 
 Both check that two replicas / devices were used, that phase 1 left the frozen
 base bit-identical, that the head moved in phase 1 and that phase 2 moved the
-base.
+base; with phase 1 on cached base features (`cache_features=True`) and without.
 """
 
+import inspect
 import json
 import os
 import subprocess
@@ -24,15 +25,33 @@ from pathlib import Path
 
 import pytest
 
+from tlrecipes import two_phase_fit
+
 ROOT = Path(__file__).resolve().parents[1]
+# Phase 1 on cached base features (tlrecipes.features), when this build has it.
+CACHE = [
+    pytest.param(False, id="uncached"),
+    pytest.param(
+        True,
+        id="cached",
+        marks=pytest.mark.skipif(
+            "cache_features" not in inspect.signature(two_phase_fit).parameters,
+            reason="two_phase_fit has no cache_features in this build",
+        ),
+    ),
+]
 
 # Shared by both children: a tiny add_head model, data, and the checks.
 COMMON = """
+import inspect
 import json
 import numpy as np
 import keras
 from tlrecipes import add_head, two_phase_fit
 from tlrecipes.freezing import flat_layers
+
+CACHING = "cache_features" in inspect.signature(two_phase_fit).parameters
+CACHE_KW = {"cache_features": CACHE} if CACHING else {}
 
 
 def build():
@@ -62,7 +81,7 @@ def run(model, report):
     head = [model.get_layer("head_output")]
     base0, head0 = arrays(base), arrays(head)
     h1 = two_phase_fit(model, x, y, head_epochs=2, fine_tune_epochs=0,
-                       min_head_steps=0, batch_size=16, verbose=0,
+                       min_head_steps=0, batch_size=16, verbose=0, **CACHE_KW,
                        validation_data=(x[:16], y[:16]))
     base1, head1 = arrays(base), arrays(head)
     h2 = two_phase_fit(model, x, y, head_epochs=0, fine_tune_epochs=2,
@@ -131,6 +150,7 @@ def _child(backend: str, body: str, extra_env: dict, cache: bool) -> dict:
 
 
 def _check_training(result: dict, cache: bool) -> None:
+    assert result["features_cached"] is cache
     assert result["base_identical_after_phase1"]
     assert result["head_moved"]
     assert result["conv_moved_in_phase2"]
@@ -144,7 +164,7 @@ def _check_training(result: dict, cache: bool) -> None:
     assert all(v == v and v < 1e3 for v in result["losses"])  # finite
 
 
-@pytest.mark.parametrize("cache", [False])
+@pytest.mark.parametrize("cache", CACHE)
 def test_two_phase_fit_under_tf_mirrored_strategy_on_two_logical_cpus(cache):
     pytest.importorskip("tensorflow")
     result = _child("tensorflow", TF_CHILD, {}, cache)
@@ -153,7 +173,7 @@ def test_two_phase_fit_under_tf_mirrored_strategy_on_two_logical_cpus(cache):
     _check_training(result, cache)
 
 
-@pytest.mark.parametrize("cache", [False])
+@pytest.mark.parametrize("cache", CACHE)
 def test_two_phase_fit_under_jax_data_parallel_on_two_host_devices(cache):
     pytest.importorskip("jax")
     flags = os.environ.get("XLA_FLAGS", "")
