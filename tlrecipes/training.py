@@ -29,6 +29,7 @@ import keras
 import numpy as np
 
 from tlrecipes.checkpoint import TrainingCheckpoint, arrays_of, assign, describe
+from tlrecipes.features import cached_head_phase
 from tlrecipes.freezing import flat_layers, freeze_until
 from tlrecipes.heads import HEAD_PREFIX, base_bn_training
 from tlrecipes.safety import check_images, check_labels
@@ -67,6 +68,9 @@ class TwoPhaseHistory(keras.callbacks.History):
             checkpoint; None for a fresh run.
         best: `{"monitor", "value", "epoch"}` of the model kept by `keep_best`,
             else None.
+        features_cached: True when phase 1 trained the head on cached base
+            features (`cache_features`).
+        feature_cache_note: Why phase 1 did not cache features, else None.
     """
 
     def __init__(self) -> None:
@@ -79,6 +83,8 @@ class TwoPhaseHistory(keras.callbacks.History):
         self.phase_histories: dict[str, keras.callbacks.History] = {}
         self.resumed_at_epoch: int | None = None
         self.best: dict[str, Any] | None = None
+        self.features_cached = False
+        self.feature_cache_note: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -583,19 +589,30 @@ class _Run:
         assign(optimizer.variables, arrays, "optimizer")
         self._optimizer_state = None
 
-    def fit(self, phase: str, epochs: int) -> None:
-        """Runs the rest of `phase` (up to `epochs` epochs in the phase)."""
+    def fit(self, phase: str, epochs: int, cached=None) -> None:
+        """Runs the rest of `phase` (up to `epochs` epochs in the phase).
+
+        With `cached` (a `features.CachedHeadPhase`), the head model trains on
+        the base's cached features instead of the full model on the images.
+        """
         if phase in self.finished:
             return
         start = self.phase_start.setdefault(phase, self.epoch)
         if self.epoch < start + epochs:
             guard = _StopOnNaN()
-            hist = self.model.fit(
-                **self.inputs(self.epoch),
-                initial_epoch=self.epoch,
-                epochs=start + epochs,
-                callbacks=[*self.callbacks, guard, _RecordEpochs(self, phase, guard)],
-            )
+            trainer, inputs, callbacks = self.model, self.inputs, self.callbacks
+            if cached is not None:
+                trainer, inputs, callbacks = cached.prepare(self.compiled, callbacks)
+            try:
+                hist = trainer.fit(
+                    **inputs(self.epoch),
+                    initial_epoch=self.epoch,
+                    epochs=start + epochs,
+                    callbacks=[*callbacks, guard, _RecordEpochs(self, phase, guard)],
+                )
+            finally:
+                if cached is not None:
+                    cached.close()
             self.phase_histories[phase] = hist
             if guard.failed_at is not None:
                 raise self._nan_error(phase, guard)
@@ -723,6 +740,9 @@ def two_phase_fit(
     seed: int | None = None,
     keep_best: str | None = None,
     lr_multipliers: dict[str, float] | None = None,
+    cache_features: bool | str = "auto",
+    feature_cache_dir: str | os.PathLike | None = None,
+    jit_compile: bool | str | None = None,
     **fit_kwargs: Any,
 ) -> TwoPhaseHistory:
     """Trains a new head on a frozen base, then fine-tunes at a low rate.
@@ -899,6 +919,8 @@ def two_phase_fit(
             "the best model is saved to <checkpoint_dir>/best.keras."
         )
     compiled = compile_args(model, y)
+    if jit_compile is not None:  # XLA switch for both phases (precision.py)
+        compiled = {**compiled, "jit_compile": jit_compile}
     _validate_data(model, x, y, validation_data, compiled["loss"])
     start = _find_head_start(model, head_start)
     if train_bn is None:
@@ -933,10 +955,16 @@ def two_phase_fit(
         model, compiled, inputs, list(callbacks or []), seed, checkpoint, keep_best
     )
 
+    cached, cache_note = None, None
     if head_epochs:  # phase 1: only the head trains
         freeze_until(model, start, train_bn=train_bn)
+        # On cached base features when valid (features.py): same head, same steps.
+        cached, cache_note = cached_head_phase(
+            model, start, cache_features, x, y, validation_data, fit_kwargs,
+            seed, feature_cache_dir,
+        )  # fmt: skip
         run.compile("head", _optimizer_in_scope(model, optimizer, head_lr))
-        run.fit("head", head_epochs)
+        run.fit("head", head_epochs, cached=cached)
     if fine_tune_epochs:  # phase 2: the base opens (BatchNorm stays frozen)
         freeze_until(model, unfreeze_from, train_bn=train_bn)
         phase2 = _optimizer_in_scope(model, optimizer, fine_tune_lr)
@@ -946,4 +974,7 @@ def two_phase_fit(
             phase2 = with_lr_multipliers(phase2, lr_multipliers)
         run.compile("fine_tune", phase2)
         run.fit("fine_tune", fine_tune_epochs)
-    return run.finish({"head": head_lr, "fine_tune": fine_tune_lr})
+    result = run.finish({"head": head_lr, "fine_tune": fine_tune_lr})
+    result.features_cached = cached is not None and cached.used
+    result.feature_cache_note = cache_note
+    return result
