@@ -38,7 +38,6 @@ def main(argv: list[str] | None = None) -> int:
     per_class = args.per_class or (40 if args.quick else 400)
 
     import keras
-    import numpy as np
 
     from tlrecipes import add_head, load_source_model, two_phase_fit
     from tlrecipes.freezing import is_batchnorm
