@@ -869,6 +869,27 @@ def two_phase_fit(
             optimizer becomes `with_lr_multipliers(optimizer, ...)` and
             `fine_tune_lr` is the rate of multiplier 1 (the head). Defaults to
             None (one rate for all layers).
+        cache_features: Whether phase 1 trains the head on the base's
+            features computed once (`tlrecipes.features`), instead of running
+            the frozen base on every batch of every epoch. `"auto"` caches
+            when it gives the same training: array inputs, `validation_data`
+            None or arrays, nothing before the head trainable (no
+            `train_bn`) and nothing random there in training mode
+            (augmentation, dropout inside the base: Keras 3 runs a base
+            called with `training=False` in training mode inside `fit`).
+            True requires it (also for a `PyDataset` or `tf.data.Dataset`
+            without random augmentation, read once) and raises a
+            `ValueError` saying why when it is invalid; False never caches.
+            The same head layers train, so `model` comes back as the full
+            model with the trained head; callbacks see `model`.
+            `history.features_cached` and `history.feature_cache_note` say
+            what happened. Defaults to `"auto"`.
+        feature_cache_dir: Directory for the cached features as `np.memmap`
+            `.npy` files (sets larger than memory). Defaults to None: in
+            memory, or a temporary file above 1 GiB of features.
+        jit_compile: Passed to `compile` in both phases (True: XLA on
+            TensorFlow, `torch.compile` on torch; JAX always compiles).
+            Defaults to None: the model's own setting, else Keras's "auto".
         **fit_kwargs: Passed to `model.fit` by name in both phases
             (`batch_size`, `verbose`, `class_weight`, `shuffle`,
             `validation_split`, ...).
