@@ -205,8 +205,16 @@ def test_a_dataset_is_cached_only_when_asked():
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
     _, auto = fit("auto", x=dataset)
     assert not auto.features_cached and "dataset" in auto.feature_cache_note
-    cached_model, cached = fit(True, x=dataset, seed=None)
+    validation = tf.data.Dataset.from_tensor_slices((x[:16], y[:16])).batch(8)
+    cached_model, cached = fit(True, x=dataset, seed=None, validation_data=validation)
     assert cached.features_cached and cached.phase_epochs["head"] == 3
+    assert len(cached.history["val_loss"]) == 3
+    # The validation loss is the full model's on that dataset.
+    np.testing.assert_allclose(
+        cached.history["val_loss"][-1],
+        cached_model.evaluate(validation, verbose=0, return_dict=True)["loss"],
+        rtol=1e-4,
+    )
     assert np.isfinite(cached.history["loss"]).all()
     features, labels, weights = extract_features(
         split_at_head(cached_model).features, dataset

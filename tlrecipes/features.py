@@ -306,7 +306,8 @@ def cache_problem(
       state) and comparing;
     - the data can be read once: arrays (or, when `datasets_ok`, a dataset the
       caller vouches has no random augmentation in its pipeline), and
-      `validation_data` is None or a tuple of arrays.
+      `validation_data` is None, a tuple of arrays, or (with `datasets_ok`)
+      a dataset.
 
     Args:
         model: The full model, frozen for phase 1.
@@ -362,9 +363,15 @@ def cache_problem(
         return "`x` is not a single array"
     else:
         sample = np.asarray(x[:8])
-    if validation_data is not None and not (
-        isinstance(validation_data, (tuple, list))
-        and all(hasattr(a, "__len__") and not _is_dataset(a) for a in validation_data)
+    if (
+        validation_data is not None
+        and not (datasets_ok and _is_dataset(validation_data))
+        and not (
+            isinstance(validation_data, (tuple, list))
+            and all(
+                hasattr(a, "__len__") and not _is_dataset(a) for a in validation_data
+            )
+        )
     ):
         return "`validation_data` is not a tuple of arrays"
     if _differs_in_training(part, sample[:8]):
@@ -424,6 +431,13 @@ class _OnFullModel(keras.callbacks.Callback):
         def hook(*args, **kwargs):
             if begin:
                 self.full.stop_training = False
+            # On JAX the training model holds its variables outside them
+            # during an epoch; Keras syncs them back when a callback reads
+            # `self.model`, but our callbacks read the full model, so sync
+            # the model that trains.
+            sync = getattr(self.trainer, "jax_state_sync", None)
+            if sync is not None:
+                sync()
             inner(*args, **kwargs)
             if self.full.stop_training and self.trainer is not None:
                 self.trainer.stop_training = True
@@ -498,7 +512,10 @@ class CachedHeadPhase:
                 features, x, batch_size=infer, path=self._path("x", len(x))
             )
         validation = self.validation_data
-        if validation is not None:
+        if _is_dataset(validation):
+            xv, yv, wv = extract_features(features, validation)
+            validation = (xv, yv) if wv is None else (xv, yv, wv)
+        elif validation is not None:
             xv, *rest = validation
             path = self._path("validation_x", len(xv))
             validation = (
