@@ -56,6 +56,7 @@ from tlrecipes.backbones import application, cut_after_block, small_convnet  # n
 from tlrecipes.datasets import load_image_folder  # noqa: E402
 from tlrecipes.heads import find_base  # noqa: E402
 from tlrecipes.plots import plot_learning_curves  # noqa: E402
+from tlrecipes.precision import set_precision  # noqa: E402
 
 RECIPE = "feature_extractor"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
@@ -135,6 +136,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="checkpoint folder: an interrupted run resumes when you pass the same "
         "folder again (default: no checkpoint)",
+    )
+    parser.add_argument(
+        "--cache-features",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the frozen base once and train the head on its stored features "
+        "(the folder pipeline has no random augmentation) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--mixed-precision",
+        default="float32",
+        help="float32, bf16, fp16 or auto (bf16 on CPU/TPU and recent GPUs, fp16 "
+        "on older GPUs) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--jit-compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="XLA-compile the training step (default: Keras's choice)",
     )
     args = parser.parse_args(argv)
     if args.quick:
@@ -254,6 +274,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
     check_image_folder(args.data_dir)
+    # Mixed precision is read when layers are built: set it before the base.
+    print(f"Precision: {set_precision(args.mixed_precision)}")
 
     # 1. The pretrained base, cut if asked, frozen under a new head.
     base, preprocessing = build_base(args.backbone, args.weights, args.image_size)
@@ -300,6 +322,8 @@ def main(argv: list[str] | None = None) -> dict:
         min_head_steps=args.min_head_steps,
         seed=args.seed,
         checkpoint_dir=args.checkpoint_dir,
+        cache_features=args.cache_features,
+        jit_compile=args.jit_compile,
         verbose=2,
     )
     seconds = time.perf_counter() - start
@@ -340,6 +364,8 @@ def main(argv: list[str] | None = None) -> dict:
         "test_loss": float(test_scores["loss"]),
         "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
         "seconds": round(seconds, 1),
+        "features_cached": history.features_cached,
+        "precision": keras.config.dtype_policy().name,
         "backend": keras.backend.backend(),
         "model_path": str(paths["model"]),
         "plot_path": str(paths["learning curves"]),

@@ -126,12 +126,39 @@ def test_feature_extractor_trains_only_the_head_on_an_earlier_block(
     metrics = check_outputs(out, metrics, "feature_extractor")
     check_image_metrics(metrics, epochs=1)
     assert metrics["cut"] == 2
+    # The base is frozen and the folder pipeline has no augmentation: the
+    # head trained on features computed once.
+    assert metrics["features_cached"] is True and metrics["precision"] == "float32"
     # Only the head trains: pooled 64 block-2 channels -> 3 classes.
     assert metrics["trainable_params"] == 64 * 3 + 3
     model = check_predicts(out / "model.keras", images, len(CLASSES))
     base = find_base(model)
     assert base.output_shape[-1] == 64  # block 2 of small_convnet (width 32)
     assert "block3_conv" not in [layer.name for layer in base.layers]
+
+
+def test_feature_extractor_mixed_precision_without_the_feature_cache(
+    image_folder, images, tmp_path
+):
+    out = tmp_path / "fe_bf16"
+    try:
+        metrics = run(
+            "feature_extractor",
+            *("--data-dir", str(image_folder), "--backbone", "small_convnet"),
+            *("--weights", "none", "--quick", "--no-cache-features"),
+            *("--mixed-precision", "bf16", "--out", str(out)),
+        )
+        model = keras.saving.load_model(out / "model.keras")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert metrics["features_cached"] is False
+    assert metrics["precision"] == "mixed_bfloat16"
+    check_image_metrics(check_outputs(out, metrics, "feature_extractor"), epochs=1)
+    # bfloat16 inside, the probabilities kept in float32.
+    assert find_base(model).layers[1].compute_dtype == "bfloat16"
+    assert model.output.dtype == "float32"
+    probs = model.predict(images, verbose=0)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-3)
 
 
 def test_feature_extractor_on_a_keras_applications_backbone(
