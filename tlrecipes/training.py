@@ -452,6 +452,34 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] >> 1)
 
 
+def _reseed(seed: int) -> None:
+    """`keras.utils.set_random_seed(seed)` without TensorFlow's global seed.
+
+    `tf.random.set_seed` clears TensorFlow's kernel caches, so every compiled
+    train step is set up again afterwards: measured 20-50 ms per epoch on a
+    2-core CPU, more than a whole small epoch. Keras 3 layers draw their
+    randomness from their own seed generators and stateless ops, not from
+    TensorFlow's global seed, so it is left alone here (it is still set once
+    by the user's own `keras.utils.set_random_seed`).
+    """
+    import random
+
+    try:
+        from keras.src.backend.common import global_state
+        from keras.src.random import seed_generator
+    except ImportError:  # a Keras without these internals: the public call
+        keras.utils.set_random_seed(seed)
+        return
+    global_state.set_global_attribute("global_random_seed", seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    np.random.seed(seed)
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.manual_seed(seed)
+
+
 # --- callbacks ------------------------------------------------------------------
 
 
@@ -520,7 +548,7 @@ class _RecordEpochs(keras.callbacks.Callback):
         # dropout draws from torch's global generator, and starting a fit
         # (creating its DataLoader iterator) consumes a draw between the two.
         if batch == 0 and self.run.seed is not None:
-            keras.utils.set_random_seed(_epoch_seed(self.run.seed, self.epoch))
+            _reseed(_epoch_seed(self.run.seed, self.epoch))
 
     def on_epoch_end(self, epoch, logs=None):
         if self.guard.failed_at is not None:
@@ -805,11 +833,14 @@ def two_phase_fit(
 
     **Reproducibility.** With `seed`, array inputs are shuffled each epoch by
     tlrecipes in an order fixed by `(seed, epoch)` instead of by Keras (which
-    draws from the process's random state), and Keras's random seeds are reset
-    at the first batch of every epoch; the dropout seed state is part of the
-    checkpoint. Then the same seed gives the same numbers in two runs on CPU,
-    and a resumed run ends with the same weights as an uninterrupted one
-    (within floating-point tolerance): `seed` is required for an exact resume.
+    draws from the process's random state), and Keras's random seeds (Python,
+    NumPy, Keras's global seed generator, torch's) are reset at the first
+    batch of every epoch (not TensorFlow's global seed: resetting it clears
+    TensorFlow's compiled kernels, 20-50 ms per epoch on CPU); the dropout
+    seed state is part of the checkpoint. Then the same seed gives the same
+    numbers in two runs on CPU, and a resumed run ends with the same weights
+    as an uninterrupted one (within floating-point tolerance): `seed` is
+    required for an exact resume.
     Seed the model's construction too (`keras.utils.set_random_seed(seed)`
     before building it) so the new head starts from the same weights. GPUs are
     not bit-deterministic: on TensorFlow call
