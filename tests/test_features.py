@@ -56,6 +56,36 @@ def test_cached_phase_one_trains_the_same_model_as_the_uncached_one():
     assert_same_run(uncached, cached)
 
 
+@pytest.mark.multibackend
+def test_a_short_head_run_eagerly_trains_the_same_model(monkeypatch):
+    import tlrecipes.features as features
+
+    x, y = tiny_data(48)
+    backend = keras.backend.backend()
+    monkeypatch.setattr(features, "EAGER_HEAD_STEPS", {})
+    compiled = fit(True)
+    monkeypatch.setattr(features, "EAGER_HEAD_STEPS", {backend: 9})
+    phase = features.CachedHeadPhase(compiled[0], None, x, y, None, {}, 0, None)
+    assert phase._eager({"jit_compile": "auto"}, 9)  # 3 epochs x 3 steps
+    assert not phase._eager({"jit_compile": "auto"}, 10)
+    assert not phase._eager({"jit_compile": True}, 9)  # XLA was asked for
+    eager = fit(True)
+    assert_same_run(compiled, eager, atol=1e-5)
+
+
+@pytest.mark.multibackend
+def test_small_arrays_skip_predict_and_give_the_same_features(monkeypatch):
+    import tlrecipes.features as features
+
+    split = split_at_head(tiny_model(3))
+    x, _ = tiny_data(40)
+    direct = extract_features(split.features, x, batch_size=16)  # 3 batches
+    monkeypatch.setattr(features, "EAGER_EXTRACT_BATCHES", 0)
+    predicted = extract_features(split.features, x, batch_size=16)
+    assert direct.shape == predicted.shape == (40, 6)
+    np.testing.assert_allclose(direct, predicted, rtol=1e-5, atol=1e-6)
+
+
 def test_the_returned_model_is_the_full_model_with_the_trained_head():
     keras.utils.set_random_seed(0)
     model = tiny_model(3)

@@ -630,7 +630,9 @@ class _Run:
             guard = _StopOnNaN()
             trainer, inputs, callbacks = self.model, self.inputs, self.callbacks
             if cached is not None:
-                trainer, inputs, callbacks = cached.prepare(self.compiled, callbacks)
+                trainer, inputs, callbacks = cached.prepare(
+                    self.compiled, callbacks, epochs=start + epochs - self.epoch
+                )
             try:
                 hist = trainer.fit(
                     **inputs(self.epoch),
