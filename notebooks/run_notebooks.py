@@ -3,7 +3,9 @@
 Quick mode (the default) is the CI smoke run: `TLRECIPES_QUICK=1` shrinks every
 run-length knob in each notebook's Parameters cell, so a notebook executes in
 about a minute on a 2-core CPU. Its outputs are not results: write them to a
-scratch folder (`--out`), never over the committed notebooks.
+scratch folder (`--out`), never over the committed notebooks. The executed
+copy's header says `**This run:** quick mode ...` so it never passes for the
+full run.
 
 Full mode (`--full`) is the run whose outputs get committed. After each
 notebook finishes, the runner replaces the header line `**This run:** ...`
@@ -137,10 +139,14 @@ def _duration(seconds: float) -> str:
 def run_line(mode: str, seconds: float, device: str, backend: str) -> str:
     """The header line a finished run stamps into the notebook."""
     today = dt.date.today().isoformat()
-    return (
+    line = (
         f"**This run:** {mode} mode on {device}, Keras backend `{backend}`, "
         f"{_duration(seconds)} of execution ({today})."
     )
+    if mode == "quick":
+        line += " Quick mode is a smoke test (TLRECIPES_QUICK=1): its numbers are "
+        line += "not results."
+    return line
 
 
 def stamp(nb, line: str) -> bool:
@@ -258,6 +264,10 @@ def execute(
         os.environ.clear()
         os.environ.update(saved_environment)
     seconds = time.perf_counter() - start
+    if quick:
+        # The header must not claim the full run's results for quick numbers:
+        # the executed copy says what it is (the paired .py is left alone).
+        stamp(nb, run_line("quick", seconds, device_name(), keras_backend()))
     if not error and not quick:
         line = run_line("full", seconds, device_name(), keras_backend())
         if not stamp(nb, line):

@@ -161,5 +161,6 @@ def test_notebook_runs_in_quick_mode(path, tmp_path):
         if output.output_type == "error"
     ]
     assert not errors
-    # Quick mode never stamps the header: its numbers are not results.
-    assert "**This run:** not executed yet." in executed.cells[0].source
+    # A quick run's header says so: its numbers are a smoke test, not results.
+    assert "**This run:** quick mode on " in executed.cells[0].source
+    assert "**This run:** full mode" not in executed.cells[0].source
