@@ -308,12 +308,18 @@ for claim in claims:
 #   paper, in the middle of the network. A three-block network has little
 #   "middle"; a dip is only meaningful here if it exceeds its spread.
 # - **general first block**: AnB at n=1 matched base B in the paper (+0.3):
-#   first-layer features are general. The same should hold for block 1 here.
+#   first-layer features are general. Check whether block 1 here is: a
+#   number below zero by more than its spread says that even the first block
+#   carries something specific to A.
 #
-# Where this run disagrees with the paper, the table says so; the scale (28x28
-# grayscale images, three blocks, a few hundred images per class, a few
-# hundred optimisation steps) is far from theirs, and the numbers of this run
-# are what this notebook stands on.
+# Each line prints the paper's number beside this run's; the lines give no
+# verdict, you do. Where this run's mean is further from the paper's number
+# than its spread, this run disagrees with the paper on that claim, and it
+# should be said so rather than explained away: the scale (28x28 grayscale
+# images, three blocks, a few hundred images per class, a few hundred
+# optimisation steps) is far from theirs, and the numbers of this run are
+# what this notebook stands on. `reports/transfer/REPORT.md` makes the same
+# comparison over more cuts and seeds, with a rule-based verdict on each.
 
 # %% [markdown]
 # ## Exercises
