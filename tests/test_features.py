@@ -73,6 +73,46 @@ def test_a_short_head_run_eagerly_trains_the_same_model(monkeypatch):
     assert_same_run(compiled, eager, atol=1e-5)
 
 
+class BatchCounter(keras.callbacks.Callback):
+    """Counts the batch-end calls it sees (a callback with a batch hook)."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="one epoch per train-function call is used on tensorflow only",
+)
+@pytest.mark.parametrize("seed", [0, None])
+def test_a_whole_epoch_per_call_trains_the_same_model(monkeypatch, seed):
+    import tlrecipes.features as features
+
+    monkeypatch.setattr(features, "EAGER_HEAD_STEPS", {})
+    x, y = tiny_data(64)
+    kwargs = {"x": x, "y": y, "batch_size": 4, "seed": seed}  # 16 steps/epoch
+    seen = []
+    fit_method = keras.Model.fit
+
+    def recording_fit(self, *args, **fit_kwargs):
+        seen.append(self.steps_per_execution)
+        return fit_method(self, *args, **fit_kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", recording_fit)
+    counter = BatchCounter()  # a callback with a batch hook: one step per call
+    per_step = fit(True, callbacks=[counter], **kwargs)
+    per_epoch = fit(True, **kwargs)
+    assert seen == [1, 16]
+    assert counter.batches == 3 * 16
+    assert per_epoch[1].features_cached
+    assert int(per_epoch[0].optimizer.iterations) == 3 * 16  # every step ran
+    assert_same_run(per_step, per_epoch, atol=0)
+
+
 @pytest.mark.multibackend
 def test_small_arrays_skip_predict_and_give_the_same_features(monkeypatch):
     import tlrecipes.features as features

@@ -56,6 +56,28 @@ MEMMAP_THRESHOLD_BYTES = 1 << 30
 #: compiles. torch runs eagerly unless `jit_compile=True`.
 EAGER_HEAD_STEPS = {"jax": 64}
 
+#: Backends on which a cached head runs a whole epoch per call of its train
+#: function (`steps_per_execution` = steps per epoch), when no callback
+#: needs to see single batches. On TensorFlow a small head's step costs less
+#: than Keras's Python work around it: measured on a 2-core CPU
+#: (fashion_a_to_b, 10 epochs, medians of 3, identical weights), 14.0 s with
+#: one step per call vs 7.7 s with one call per epoch at 1000 images per
+#: class (157 steps per epoch), 2.14 s vs 2.00 s at 100 per class (16 steps).
+#: JAX gained 5% and compiles one program per batch count; torch refuses
+#: it. Below `EPOCH_PER_EXECUTION_MIN_STEPS` steps per epoch the loop costs
+#: more to trace than it saves (50 images, 2 steps per epoch: 1.39 s vs 1.20 s).
+EPOCH_PER_EXECUTION = ("tensorflow",)
+EPOCH_PER_EXECUTION_MIN_STEPS = 16
+
+#: The batch-level callback hooks; a callback that overrides one of these
+#: keeps the cached head at one step per call.
+BATCH_HOOKS = (
+    "on_batch_begin",
+    "on_batch_end",
+    "on_train_batch_begin",
+    "on_train_batch_end",
+)
+
 #: Arrays of at most this many inference batches go through the feature model
 #: by direct calls instead of `predict`, which traces a predict function first.
 EAGER_EXTRACT_BATCHES = 8
@@ -442,6 +464,7 @@ class _OnFullModel(keras.callbacks.Callback):
     def __init__(self, callback: keras.callbacks.Callback, full: keras.Model) -> None:
         super().__init__()
         self.callback, self.full, self.trainer = callback, full, None
+        self.async_safe = bool(getattr(callback, "async_safe", False))
         for name in _HOOKS + _BATCH_HOOKS:
             inner = getattr(callback, name)
             if getattr(inner, "_is_default", False):
@@ -566,6 +589,13 @@ class CachedHeadPhase:
         )
         if self._eager(compiled, int(epochs) * steps):
             compiled = {**compiled, "run_eagerly": True}
+        elif self._epoch_per_execution(compiled, callbacks, inputs):
+            # The same steps in the same order, one call per epoch: exact,
+            # since an execution then ends where the epoch ends.
+            compiled = {
+                **compiled,
+                "steps_per_execution": int(inputs(0)["steps_per_epoch"]),
+            }
         with _scope(self.model):
             head.compile(optimizer=self.model.optimizer, **compiled)
         self.used = True
@@ -581,6 +611,25 @@ class CachedHeadPhase:
         if keras.distribution.distribution() is not None:
             return False
         return 0 < total_steps <= limit
+
+    def _epoch_per_execution(
+        self, compiled: dict[str, Any], callbacks: list, inputs
+    ) -> bool:
+        """Whether one train-function call may run a whole epoch of the head."""
+        if keras.backend.backend() not in EPOCH_PER_EXECUTION:
+            return False
+        if (compiled.get("steps_per_execution") or 1) != 1:
+            return False  # the user chose it
+        if getattr(self.model, "_distribute_strategy", None) is not None:
+            return False  # not tested under tf.distribute: keep Keras's default
+        steps = inputs(0).get("steps_per_epoch")
+        if not steps or steps < EPOCH_PER_EXECUTION_MIN_STEPS:
+            return False  # an epoch's length is not known, or too short
+        return not any(
+            not getattr(getattr(c, hook, None), "_is_default", False)
+            for c in callbacks
+            for hook in BATCH_HOOKS
+        )
 
     def close(self) -> None:
         """Deletes temporary feature files."""
