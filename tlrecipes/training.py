@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -494,7 +495,15 @@ class _StopOnNaN(keras.callbacks.Callback):
     Keras's `TerminateOnNaN` stops but leaves the NaN weights in the model;
     this keeps a copy of the weights at the end of each epoch whose loss was
     finite and puts it back.
+
+    Its batch check is `async_safe`: on backends where Keras may run batch
+    hooks on worker threads (JAX, torch), the loop does not wait for each
+    step's loss to reach the host, exactly as in a `fit` without callbacks.
+    Keras finishes those threads before `on_epoch_end`, and the earliest NaN
+    batch is kept whatever order they end in.
     """
+
+    async_safe = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -502,6 +511,7 @@ class _StopOnNaN(keras.callbacks.Callback):
         self.good_epoch: int | None = None
         self._epoch = 0
         self._good: list[np.ndarray] = []
+        self._lock = threading.Lock()
 
     def on_train_begin(self, logs=None):
         self._good = arrays_of(self.model.variables)
@@ -510,8 +520,11 @@ class _StopOnNaN(keras.callbacks.Callback):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.failed_at is None and not _finite(logs):
-            self.failed_at = (self._epoch, batch)
+        if not _finite(logs):
+            with self._lock:
+                where = (self._epoch, batch)
+                if self.failed_at is None or where < self.failed_at:
+                    self.failed_at = where
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
