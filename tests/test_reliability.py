@@ -98,6 +98,42 @@ def test_bad_inputs_are_refused_and_nothing_trains(make_model, mutate, message):
     assert_identical(before, weights_of(model.layers))
 
 
+def _surgical(model, x, y):
+    from tlrecipes.finetune import surgical_fit
+
+    surgical_fit(model, x, y, block="head", epochs=1, batch_size=16, verbose=0)
+
+
+def _gradual(model, x, y):
+    from tlrecipes.finetune import gradual_unfreeze_fit
+
+    gradual_unfreeze_fit(model, x, y, batch_size=16, verbose=0)
+
+
+def _lr_find(model, x, y):
+    from tlrecipes.schedules import lr_find
+
+    lr_find(model, x, y, num_steps=5, batch_size=16)
+
+
+# The other public entry points that train run the same checks first.
+OTHER_TRAINERS = [_surgical, _gradual, _lr_find]
+SOME_BAD_INPUTS = [BAD_INPUTS[i] for i in (0, 1, 5, 8, 11)]
+
+
+@pytest.mark.parametrize("train", OTHER_TRAINERS, ids=lambda f: f.__name__[1:])
+@pytest.mark.parametrize("make_model, mutate, message", SOME_BAD_INPUTS)
+def test_other_trainers_refuse_bad_inputs_and_nothing_trains(
+    train, make_model, mutate, message
+):
+    model = make_model()
+    x, y = mutate(*tiny_data())
+    before = weights_of(model.layers)
+    with pytest.raises(ValueError, match=message):
+        train(model, x, y)
+    assert_identical(before, weights_of(model.layers))
+
+
 def test_bad_validation_data_is_refused():
     model = tiny_model()
     x, y = tiny_data()

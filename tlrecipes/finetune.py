@@ -50,7 +50,12 @@ from tlrecipes.freezing import (
     is_batchnorm,
 )
 from tlrecipes.heads import HEAD_PREFIX, base_bn_training
-from tlrecipes.training import FINE_TUNE_LR, compile_args, make_optimizer
+from tlrecipes.training import (
+    FINE_TUNE_LR,
+    _validate_data,
+    compile_args,
+    make_optimizer,
+)
 
 __all__ = [
     "ULMFIT_FACTOR",
@@ -631,8 +636,10 @@ def surgical_fit(
         The `keras.callbacks.History` of the fit.
 
     Raises:
-        ValueError: For an unknown block (the message lists the groups) or a
-            non-positive `epochs`.
+        ValueError: For an unknown block (the message lists the groups), a
+            non-positive `epochs`, or bad data (labels outside the classes,
+            NaN/Inf, wrong image shape, x/y lengths: the checks of
+            `two_phase_fit`), before any weight moves.
 
     Example:
 
@@ -651,6 +658,7 @@ def surgical_fit(
     if train_bn is None:
         train_bn = base_bn_training(model)
     compiled = compile_args(model, y)
+    _validate_data(model, x, y, validation_data, compiled["loss"])  # safety.py
     blocks = [block] if isinstance(block, str) else list(block)
     if train_head and "head" not in blocks:
         blocks.append("head")
@@ -752,8 +760,9 @@ def gradual_unfreeze_fit(
         A `StagedHistory` with the merged `history` and the `stages` run.
 
     Raises:
-        ValueError: For a non-positive `epochs_per_stage`, empty `stages`, or
-            a stage layer that does not exist.
+        ValueError: For a non-positive `epochs_per_stage`, empty `stages`, a
+            stage layer that does not exist, or bad data (the checks of
+            `two_phase_fit`), before any weight moves.
 
     Example:
 
@@ -776,6 +785,7 @@ def gradual_unfreeze_fit(
     if train_bn is None:
         train_bn = base_bn_training(model)
     compiled = compile_args(model, y)
+    _validate_data(model, x, y, validation_data, compiled["loss"])  # safety.py
     result = StagedHistory()
     result.set_model(model)
     iterations = 0

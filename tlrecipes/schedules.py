@@ -27,7 +27,7 @@ import keras
 import numpy as np
 
 from tlrecipes.checkpoint import arrays_of, assign
-from tlrecipes.training import compile_args, make_optimizer
+from tlrecipes.training import _validate_data, compile_args, make_optimizer
 
 __all__ = ["OneCycle", "WarmupCosine", "lr_find", "LRFinderResult", "LR_FIND_RULES"]
 
@@ -420,7 +420,8 @@ def lr_find(
 
     Raises:
         ValueError: For a rate range that is not increasing and positive,
-            fewer than 5 steps, or an unknown `rule`.
+            fewer than 5 steps, an unknown `rule`, or bad data (the checks of
+            `two_phase_fit`), before any weight moves.
 
     Example:
 
@@ -446,6 +447,7 @@ def lr_find(
             f"Received: rule={rule!r}. Fix: use rule='valley'."
         )
     compiled = compile_args(model, y)
+    _validate_data(model, x, y, None, compiled["loss"])  # bad input never trains
     was_compiled = (
         bool(getattr(model, "compiled", False)) and model.optimizer is not None
     )
