@@ -292,6 +292,7 @@ def main(argv: list[str] | None = None) -> dict:
         "test_accuracy": float(test_scores["accuracy"]),
         "test_loss": float(test_scores["loss"]),
         "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "resumed_at_epoch": history.resumed_at_epoch,  # None: a fresh run
         "seconds": round(seconds, 1),
         "backend": keras.backend.backend(),
         "model_path": str(paths["model"]),

@@ -367,6 +367,7 @@ def main(argv: list[str] | None = None) -> dict:
         "scratch_test_accuracy": float(scratch_test["accuracy"]),
         "curves": {"transfer": transfer_curve, "scratch": scratch_curve},
         "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "resumed_at_epoch": history.resumed_at_epoch,  # None: a fresh run
         "scratch_history": {
             k: [float(v) for v in vs] for k, vs in scratch_history.history.items()
         },

@@ -468,3 +468,49 @@ def test_two_phase_finetune_resumes_from_its_checkpoint(
     again = run("two_phase_finetune", *args, "--out", str(tmp_path / "b"))
     assert fits == []  # the finished run is restored, not trained again
     assert again["test_accuracy"] == first["test_accuracy"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "recipe, epochs",
+    [
+        ("feature_extractor", 1),
+        ("two_phase_finetune", 2),
+        ("finetune_all", 1),
+        ("scratch_baseline", 2),
+    ],
+)
+def test_a_recipe_killed_after_an_epoch_resumes_from_its_checkpoint(
+    recipe, epochs, image_folder, tmp_path
+):
+    """SIGKILL the recipe's process right after its first epoch is saved.
+
+    Run again with the same flags, it resumes at epoch 1 (not from scratch)
+    and ends with the whole history; nothing that finished is lost.
+    """
+    import signal
+
+    from tlrecipes.checkpoint import CRASH_ENV
+
+    ckpt = tmp_path / "ckpt"
+    args = (
+        *("--data-dir", str(image_folder), "--backbone", "small_convnet"),
+        *("--weights", "none", "--quick", "--seed", "3"),
+        *("--checkpoint-dir", str(ckpt)),
+    )
+    killed = subprocess.run(
+        [sys.executable, str(RECIPES / f"{recipe}.py"), *args,
+         "--out", str(tmp_path / "killed")],
+        env={**os.environ, CRASH_ENV: "state@epoch-1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert json.loads((ckpt / "state.json").read_text())["epoch"] == 1
+    assert not (tmp_path / "killed" / "metrics.json").exists()
+    resumed = run(recipe, *args, "--out", str(tmp_path / "resumed"))
+    assert resumed["resumed_at_epoch"] == 1
+    assert len(resumed["history"]["loss"]) == epochs
+    assert json.loads((ckpt / "state.json").read_text())["status"] == "done"
+    assert not list(ckpt.glob("tmp-*"))
