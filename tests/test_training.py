@@ -36,12 +36,19 @@ class LrRecorder(keras.callbacks.Callback):
         self.lrs.append(float(keras.ops.convert_to_numpy(lr)))
 
 
-def test_phase1_base_bit_identical_head_changes():
+@pytest.mark.parametrize("cache_features", [False, "auto"])
+def test_phase1_base_bit_identical_head_changes(cache_features):
+    # False: the frozen base runs inside fit on every batch; "auto": phase 1
+    # trains the head on features computed once (the base runs outside fit).
     model = tiny_model()
     x, y = tiny_data()
     base_before = weights_of(_base_layers(model))
     head_before = weights_of([model.get_layer("head_output")])
-    two_phase_fit(model, x, y, head_epochs=2, fine_tune_epochs=0, **FIT)
+    hist = two_phase_fit(
+        model, x, y, head_epochs=2, fine_tune_epochs=0,
+        cache_features=cache_features, **FIT,
+    )  # fmt: skip
+    assert hist.features_cached is (cache_features == "auto")
     assert_identical(base_before, weights_of(_base_layers(model)))  # BN stats too
     assert_all_changed(head_before, weights_of([model.get_layer("head_output")]))
 
