@@ -464,7 +464,6 @@ class _OnFullModel(keras.callbacks.Callback):
     def __init__(self, callback: keras.callbacks.Callback, full: keras.Model) -> None:
         super().__init__()
         self.callback, self.full, self.trainer = callback, full, None
-        self.async_safe = bool(getattr(callback, "async_safe", False))
         for name in _HOOKS + _BATCH_HOOKS:
             inner = getattr(callback, name)
             if getattr(inner, "_is_default", False):

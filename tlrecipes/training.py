@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -496,14 +495,14 @@ class _StopOnNaN(keras.callbacks.Callback):
     this keeps a copy of the weights at the end of each epoch whose loss was
     finite and puts it back.
 
-    Its batch check is `async_safe`: on backends where Keras may run batch
-    hooks on worker threads (JAX, torch), the loop does not wait for each
-    step's loss to reach the host, exactly as in a `fit` without callbacks.
-    Keras finishes those threads before `on_epoch_end`, and the earliest NaN
-    batch is kept whatever order they end in.
+    Where Keras runs batch hooks in the training loop itself (TensorFlow),
+    it also checks each batch's loss and stops at the first bad batch. On
+    JAX and torch a batch hook would make Keras wait for every step's loss
+    (and the loss buffer may already be donated to the next step when a
+    worker thread reads it), so there the check runs at the end of each
+    epoch: the epoch's loss is a running mean, NaN or Inf once any batch's
+    was, and training stops at the end of that epoch.
     """
-
-    async_safe = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -511,7 +510,8 @@ class _StopOnNaN(keras.callbacks.Callback):
         self.good_epoch: int | None = None
         self._epoch = 0
         self._good: list[np.ndarray] = []
-        self._lock = threading.Lock()
+        if keras.backend.backend() != "tensorflow":
+            self.on_train_batch_end = super().on_train_batch_end  # Keras's no-op
 
     def on_train_begin(self, logs=None):
         self._good = arrays_of(self.model.variables)
@@ -520,11 +520,8 @@ class _StopOnNaN(keras.callbacks.Callback):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        if not _finite(logs):
-            with self._lock:
-                where = (self._epoch, batch)
-                if self.failed_at is None or where < self.failed_at:
-                    self.failed_at = where
+        if self.failed_at is None and not _finite(logs):
+            self.failed_at = (self._epoch, batch)
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
