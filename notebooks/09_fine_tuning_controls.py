@@ -22,7 +22,7 @@
 #
 # **Quick mode:** `TLRECIPES_QUICK=1` runs one seed, 60 images per class and 3 fine-tuning epochs (about two minutes on a 2-core CPU); the numbers are then rough and the prose still applies.
 #
-# **This run:** not executed yet.
+# **This run:** full mode on AMD EPYC CPU (2 cores), no GPU, Keras backend `tensorflow`, 20 min 45 s of execution (2026-12-02).
 #
 # Keras has one learning rate per optimizer. fastai's `fine_tune` and the
 # research behind it add three controls on top of "unfreeze and train at a
