@@ -1,5 +1,6 @@
 """The `tlrecipes` command line: advise, argument errors, backend handling."""
 
+import os
 import subprocess
 import sys
 
@@ -85,8 +86,12 @@ def test_advise_bad_values_exit_2(capsys, args):
 
 def test_other_backend_in_process_is_an_error(capsys):
     other = "jax" if keras.backend.backend() != "jax" else "torch"
+    before = os.environ.get("KERAS_BACKEND")
     assert main(["study", "--backend", other, "--quick"]) == 2
     assert f"KERAS_BACKEND={other}" in capsys.readouterr().err
+    # Refused, it leaves the environment alone: subprocesses started later
+    # (a recipe run by a test, a user's own) keep the backend they had.
+    assert os.environ.get("KERAS_BACKEND") == before
 
 
 def test_module_entry_point_runs():

@@ -501,7 +501,11 @@ def test_a_recipe_killed_after_an_epoch_resumes_from_its_checkpoint(
     killed = subprocess.run(
         [sys.executable, str(RECIPES / f"{recipe}.py"), *args,
          "--out", str(tmp_path / "killed")],
-        env={**os.environ, CRASH_ENV: "state@epoch-1"},
+        env={
+            **os.environ,
+            "KERAS_BACKEND": keras.backend.backend(),
+            CRASH_ENV: "state@epoch-1",
+        },
         capture_output=True,
         text=True,
         timeout=600,

@@ -202,10 +202,11 @@ def _set_backend(backend: str | None, argv: Sequence[str] | None) -> int | None:
     if not backend:
         return None
     loaded = _keras_backend()
-    os.environ["KERAS_BACKEND"] = backend
     if loaded is None or loaded == backend:
+        os.environ["KERAS_BACKEND"] = backend
         return None
     if argv is None and not os.environ.get("_TLRECIPES_REEXEC"):
+        os.environ["KERAS_BACKEND"] = backend
         os.environ["_TLRECIPES_REEXEC"] = "1"
         sys.stdout.flush()
         os.execv(sys.executable, [sys.executable, "-m", "tlrecipes", *sys.argv[1:]])
