@@ -22,7 +22,7 @@
 #
 # **Quick mode:** `TLRECIPES_QUICK=1` runs one seed with short runs (about a minute on a 2-core CPU); the numbers are then rough and the prose still applies.
 #
-# **This run:** full mode on 1 x NVIDIA H100 80GB HBM3 GPU, Keras backend `jax`, 2 min 11 s of execution (2026-11-24).
+# **This run:** full mode on AMD EPYC CPU (2 cores), no GPU, Keras backend `tensorflow`, 4 min 43 s of execution (2026-12-02).
 #
 # The tutorial this project grew from (`../shared/background/002...`) gives,
 # for the second of the four cases:
@@ -245,12 +245,15 @@ best_cut = max(
     (a for a in by_arm if a.startswith("block")),
     key=lambda a: by_arm[a]["accuracy_mean"],
 )
-for a, b in [
+if best_cut == full_base:
+    print(f"The best cut is the full frozen base ({full_base}).")
+pairs = [
     (full_base, "scratch"),
     (best_cut, "scratch"),
     (best_cut, full_base),
     ("fine_tune_all", "scratch"),
-]:
+]
+for a, b in dict.fromkeys(p for p in pairs if p[0] != p[1]):  # no repeats
     d, s = paired(a, b)
     print(f"{a:26s} - {b:22s}: {d:+.3f} ± {s:.3f}")
 d, s = paired(best_cut, "scratch")
