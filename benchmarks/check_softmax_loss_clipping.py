@@ -1,0 +1,115 @@
+"""Does Keras's crossentropy on softmax outputs stall a head on this backend?
+
+A diagnostic, not a speed benchmark. Keras's `sparse_categorical_crossentropy`
+on probabilities (a softmax output layer, `from_logits=False`) clips them to
+[1e-7, 1 - 1e-7] before the log. On TensorFlow, Keras recovers the logits of a
+softmax layer (`output._keras_logits`) and computes the loss from them, so the
+clip never applies. On jax and torch it does: once a wrong prediction gives
+its true class a probability below 1e-7, that example's gradient is exactly
+zero and training cannot fix it.
+
+This script trains the same head twice per seed, with the same seed, data and
+optimizer (notebook 02's "block 3 + head (flatten)" arm: the shipped
+fashion_to_mnist source base, frozen, flattened, a softmax Dense at Adam 1e-2,
+10 MNIST digits per class, 100 epochs of batch 32):
+
+- `keras`: Keras's built-in loss, as the notebooks and the library compile it;
+- `unclipped`: the same crossentropy, -log p(true class), clipped only at the
+  smallest normal float32 (1.2e-38) instead of 1e-7.
+
+It prints and saves train accuracy, final loss and test accuracy for both.
+
+    KERAS_BACKEND=jax python benchmarks/check_softmax_loss_clipping.py
+    KERAS_BACKEND=tensorflow python benchmarks/check_softmax_loss_clipping.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+TINY = 1.1754944e-38  # the smallest normal float32
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    import keras
+    import numpy as np
+    from keras import ops
+
+    import tlrecipes as tl
+
+    def unclipped(y_true, y_pred):
+        """-log p(true class), clipped at the smallest normal float32 only."""
+        index = ops.cast(ops.reshape(y_true, (-1, 1)), "int32")
+        p = ops.squeeze(ops.take_along_axis(y_pred, index, axis=-1), -1)
+        return -ops.log(ops.clip(p, TINY, 1.0))
+
+    backend = keras.backend.backend()
+    task = tl.get_task("fashion_to_mnist")
+    source = tl.load_source_model("fashion_to_mnist")
+    data = task.target_data()
+    x_test = data.x_test.astype("float32") / 255.0
+    rows = []
+    for seed in range(args.seeds):
+        for name, loss in [("keras", "sparse_categorical_crossentropy"),
+                           ("unclipped", unclipped)]:  # fmt: skip
+            keras.utils.set_random_seed(seed)
+            x, y = tl.sample_per_class(data.x_train, data.y_train, 10, seed)
+            x = x.astype("float32") / 255.0
+            base = tl.cut_after_block(source.copy_base(), 3)
+            model = tl.add_head(
+                base, 10, pooling="flatten", dropout=tl.TrainConfig().dropout
+            )
+            model.compile(
+                optimizer=tl.make_optimizer("adam", 1e-2),
+                loss=loss,
+                metrics=["accuracy"],
+            )
+            start = time.perf_counter()
+            history = model.fit(x, y, epochs=args.epochs, batch_size=32, verbose=0)
+            probs = model.predict(x_test, batch_size=512, verbose=0)
+            row = {
+                "seed": seed,
+                "loss_fn": name,
+                "train_accuracy": float(history.history["accuracy"][-1]),
+                "final_loss": float(history.history["loss"][-1]),
+                "test_accuracy": float(np.mean(probs.argmax(-1) == data.y_test)),
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+            rows.append(row)
+            print(
+                f"{backend:10s} seed {seed} {name:9s} train "
+                f"{row['train_accuracy']:.3f} loss {row['final_loss']:.3g} "
+                f"test {row['test_accuracy']:.3f}",
+                flush=True,
+            )
+    result = {
+        "backend": backend,
+        "keras": keras.version(),
+        "machine": f"{platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores",
+        "date": time.strftime("%Y-%m-%d"),
+        "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+        "rows": rows,
+    }
+    out = args.out or (
+        Path(__file__).parent / "results" / f"softmax_loss_clipping_{backend}.json"
+    )
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
