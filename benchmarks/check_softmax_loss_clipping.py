@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args(argv)
+    parsed_argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(parsed_argv)
 
     import keras
     import numpy as np
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores",
         "date": time.strftime("%Y-%m-%d"),
-        "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+        "command": " ".join([Path(sys.argv[0]).name, *parsed_argv]),
         "rows": rows,
     }
     out = args.out or (
