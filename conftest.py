@@ -17,5 +17,10 @@ def _doctest_namespace(doctest_namespace):
     import tlrecipes
 
     keras.utils.set_random_seed(0)
-    doctest_namespace.update({name: getattr(tlrecipes, name) for name in tlrecipes.__all__})
-    doctest_namespace.update({"keras": keras, "np": np})
+    kit = {name: getattr(tlrecipes, name) for name in tlrecipes.__all__}
+    doctest_namespace.update({**kit, "keras": keras, "np": np})
+    try:
+        from tlrecipes import lab
+    except ImportError:  # the kit alone
+        return
+    doctest_namespace.update({name: getattr(lab, name) for name in lab.__all__})

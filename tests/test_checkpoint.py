@@ -14,7 +14,7 @@ import pytest
 from tests.helpers import assert_identical, tiny_data, tiny_model, weights_of
 from tlrecipes import checkpoint as ckpt_module
 from tlrecipes.checkpoint import CRASH_ENV, TrainingCheckpoint, arrays_of, assign
-from tlrecipes.safety import safe_load_model
+from tlrecipes.safe_loading import safe_load_model
 from tlrecipes.training import two_phase_fit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +23,6 @@ RUN = {
     "fine_tune_epochs": 3,
     "batch_size": 16,
     "verbose": 0,
-    "min_head_steps": 0,
     "seed": 7,
 }
 
@@ -254,7 +253,7 @@ def test_a_crash_at_any_step_of_a_write_leaves_the_previous_or_next_pair(
     saver = TrainingCheckpoint(tmp_path, {"a": 1})
     saver.save({"epoch": 1}, model, None, "first")
     first = arrays_of(model.variables)
-    model.get_layer("head_output").kernel.assign(np.ones((6, 3), "float32"))
+    model.get_layer("head_logits").kernel.assign(np.ones((6, 3), "float32"))
 
     def crash(at, label):
         if (at, label) == (step, "second"):
@@ -296,7 +295,7 @@ model = tiny_model()
 x, y = tiny_data()
 hist = two_phase_fit(
     model, x, y, validation_data=(x[:12], y[:12]), head_epochs=2,
-    fine_tune_epochs=3, batch_size=16, verbose=0, min_head_steps=0, seed=7,
+    fine_tune_epochs=3, batch_size=16, verbose=0, seed=7,
     checkpoint_dir=directory, keep_best="val_loss", callbacks=[Kill()],
 )
 np.savez(out + ".npz", *arrays_of(model.variables))

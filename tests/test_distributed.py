@@ -78,14 +78,14 @@ def arrays(layers):
 def run(model, report):
     x, y = data()
     base = flat_layers(model.get_layer("base"))
-    head = [model.get_layer("head_output")]
+    head = [model.get_layer("head_logits")]
     base0, head0 = arrays(base), arrays(head)
     h1 = two_phase_fit(model, x, y, head_epochs=2, fine_tune_epochs=0,
-                       min_head_steps=0, batch_size=16, verbose=0, **CACHE_KW,
+                       batch_size=16, verbose=0, **CACHE_KW,
                        validation_data=(x[:16], y[:16]))
     base1, head1 = arrays(base), arrays(head)
     h2 = two_phase_fit(model, x, y, head_epochs=0, fine_tune_epochs=2,
-                       min_head_steps=0, batch_size=16, verbose=0)
+                       batch_size=16, verbose=0)
     base2 = arrays(base)
     report.update(
         base_identical_after_phase1=all(
@@ -121,7 +121,7 @@ import jax
 devices = jax.devices()
 keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
 model = build()
-kernel = model.get_layer("head_output").kernel.value
+kernel = model.get_layer("head_logits").kernel.value
 run(model, {"replicas": len(devices),
             "distribution": type(keras.distribution.distribution()).__name__,
             "kernel_devices": len(kernel.sharding.device_set)})

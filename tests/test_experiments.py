@@ -7,6 +7,7 @@ import shutil
 import keras
 import numpy as np
 import pytest
+from tlrecipes.safety import ChecksumError, sha256_file
 
 from tlrecipes import experiments
 from tlrecipes.backbones import small_convnet
@@ -26,7 +27,6 @@ from tlrecipes.experiments import (
     transferability_by_layer,
 )
 from tlrecipes.heads import add_head, find_base
-from tlrecipes.safety import ChecksumError, sha256_file
 
 TINY_SOURCE = SourceConfig(blocks=2, width=4, epochs=1, batch_size=12)
 TINY_TRAIN = TrainConfig(epochs=1, min_steps=0, batch_size=12, curve_points=1)

@@ -24,7 +24,6 @@ def fit(cache, *, x=None, y=None, model_kwargs=None, **kwargs):
     kwargs = {
         "head_epochs": 3,
         "fine_tune_epochs": 0,
-        "min_head_steps": 0,
         "seed": 0,
         "verbose": 0,
         "batch_size": 16,
@@ -58,14 +57,14 @@ def test_cached_phase_one_trains_the_same_model_as_the_uncached_one():
 
 @pytest.mark.multibackend
 def test_a_short_head_run_eagerly_trains_the_same_model(monkeypatch):
-    import tlrecipes.features as features
+    import tlrecipes.cached_head as cached_head
 
     x, y = tiny_data(48)
     backend = keras.backend.backend()
-    monkeypatch.setattr(features, "EAGER_HEAD_STEPS", {})
+    monkeypatch.setattr(cached_head, "EAGER_HEAD_STEPS", {})
     compiled = fit(True)
-    monkeypatch.setattr(features, "EAGER_HEAD_STEPS", {backend: 9})
-    phase = features.CachedHeadPhase(compiled[0], None, x, y, None, {}, 0, None)
+    monkeypatch.setattr(cached_head, "EAGER_HEAD_STEPS", {backend: 9})
+    phase = cached_head.CachedHeadPhase(compiled[0], None, x, y, None, {}, 0)
     assert phase._eager({"jit_compile": "auto"}, 9)  # 3 epochs x 3 steps
     assert not phase._eager({"jit_compile": "auto"}, 10)
     assert not phase._eager({"jit_compile": True}, 9)  # XLA was asked for
@@ -90,9 +89,9 @@ class BatchCounter(keras.callbacks.Callback):
 )
 @pytest.mark.parametrize("seed", [0, None])
 def test_a_whole_epoch_per_call_trains_the_same_model(monkeypatch, seed):
-    import tlrecipes.features as features
+    import tlrecipes.cached_head as cached_head
 
-    monkeypatch.setattr(features, "EAGER_HEAD_STEPS", {})
+    monkeypatch.setattr(cached_head, "EAGER_HEAD_STEPS", {})
     x, y = tiny_data(64)
     kwargs = {"x": x, "y": y, "batch_size": 4, "seed": seed}  # 16 steps/epoch
     seen = []
@@ -133,7 +132,7 @@ def test_the_returned_model_is_the_full_model_with_the_trained_head():
     head_before = weights_of(head_layers(model))
     x, y = tiny_data(48)
     history = two_phase_fit(
-        model, x, y, head_epochs=2, fine_tune_epochs=0, min_head_steps=0, verbose=0
+        model, x, y, head_epochs=2, fine_tune_epochs=0, verbose=0
     )
     assert history.features_cached
     assert model.input_shape == (None, 8, 8, 1)  # still takes images
@@ -209,15 +208,30 @@ def test_bad_cache_features_value_names_the_argument():
         fit("yes")
 
 
-def test_features_on_disk_give_the_same_run(tmp_path):
+def test_features_on_disk_give_the_same_run(tmp_path, monkeypatch):
+    import tempfile
+
+    import tlrecipes.cached_head as cached_head
+
     x, y = tiny_data(48)
     val = (x[:12], y[:12])
     in_memory = fit(True, validation_data=val)
-    on_disk = fit(True, validation_data=val, feature_cache_dir=tmp_path)
+    monkeypatch.setattr(cached_head, "MEMMAP_THRESHOLD_BYTES", 0)  # everything
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    seen = []
+    original = cached_head.extract_features
+
+    def recording(features, x, **kwargs):
+        out = original(features, x, **kwargs)
+        seen.append((type(out).__name__, kwargs.get("path")))
+        return out
+
+    monkeypatch.setattr(cached_head, "extract_features", recording)
+    on_disk = fit(True, validation_data=val)
     assert_same_run(in_memory, on_disk)
-    stored = np.load(tmp_path / "x.npy", mmap_mode="r")
-    assert stored.shape == (48, 6)  # pooled block2 channels
-    assert np.load(tmp_path / "validation_x.npy", mmap_mode="r").shape == (12, 6)
+    assert [kind for kind, _ in seen] == ["memmap", "memmap"]
+    assert all(str(path).startswith(str(tmp_path)) for _, path in seen)
+    assert list(tmp_path.iterdir()) == []  # the temporary files are gone
 
 
 def test_callbacks_see_the_full_model_and_early_stopping_ends_phase_one():
@@ -260,7 +274,7 @@ def test_resume_from_a_checkpoint_with_cached_features(tmp_path):
     model = tiny_model(3)
     x, y = tiny_data(48)
     history = two_phase_fit(
-        model, x, y, cache_features=True, checkpoint_dir=tmp_path, min_head_steps=0,
+        model, x, y, cache_features=True, checkpoint_dir=tmp_path,
         seed=0, verbose=0, batch_size=16, **kwargs,
     )  # fmt: skip
     assert history.resumed_at_epoch == 2 and history.features_cached
@@ -298,3 +312,103 @@ def test_split_needs_the_head_at_the_top_level():
     with pytest.raises(ValueError, match="nested model"):
         split_at_head(model, head_start="block2_conv")
     assert split_at_head(model, head_start="head_pool").boundary == "head_dropout"
+
+
+@pytest.mark.multibackend
+def test_preprocessing_layers_inside_the_model_are_cached_with_the_base():
+    """Rescaling inside the model is part of the features: caching stays exact."""
+
+    def run(cache):
+        keras.utils.set_random_seed(0)
+        model = add_head(
+            tiny_base(),
+            3,
+            preprocessing=[keras.layers.Rescaling(1 / 4.0, offset=-0.5)],
+        )
+        x, y = tiny_data(48)
+        hist = two_phase_fit(
+            model, x * 4.0, y, head_epochs=3, fine_tune_epochs=1, seed=0,
+            cache_features=cache, batch_size=16, verbose=0,
+        )  # fmt: skip
+        return model, hist
+
+    uncached, cached = run(False), run("auto")
+    assert cached[1].features_cached, cached[1].feature_cache_note
+    assert_same_run(uncached, cached)
+
+
+class Preprocessed(keras.Model):
+    """A functional model whose `fit` scales the data first (as KerasHub tasks do)."""
+
+    preprocessor = staticmethod(lambda x: x / 4.0)
+
+    def fit(self, x=None, y=None, **kwargs):
+        return super().fit(self.preprocessor(x), y, **kwargs)
+
+
+@pytest.mark.multibackend
+def test_preprocessing_outside_the_layers_turns_caching_off():
+    base = tiny_base()
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.GlobalAveragePooling2D(name="head_pool")(base(inputs))
+    model = Preprocessed(inputs, keras.layers.Dense(3, name="head_logits")(h))
+    x, y = tiny_data(48)
+    hist = two_phase_fit(
+        model, x * 4.0, y, head_epochs=1, fine_tune_epochs=0, verbose=0
+    )
+    assert not hist.features_cached
+    assert "preprocessor" in hist.feature_cache_note
+    with pytest.raises(ValueError, match="preprocessor"):
+        two_phase_fit(
+            model, x, y, head_epochs=1, fine_tune_epochs=0, cache_features=True
+        )
+
+
+@pytest.mark.multibackend
+def test_an_overridden_train_step_turns_caching_off():
+    class Custom(keras.Model):
+        def train_step(self, *args):  # jax passes (state, data)
+            return super().train_step(*args)
+
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.GlobalAveragePooling2D(name="head_pool")(tiny_base()(inputs))
+    model = Custom(inputs, keras.layers.Dense(3, name="head_logits")(h))
+    x, y = tiny_data(48)
+    hist = two_phase_fit(model, x, y, head_epochs=1, fine_tune_epochs=0, verbose=0)
+    assert not hist.features_cached
+    assert "overrides `train_step`" in hist.feature_cache_note
+
+
+def test_a_keras_hub_classifier_with_a_preprocessor_is_not_cached():
+    """The reported case: a KerasHub ImageClassifier (tiny random ResNet)."""
+    keras_hub = pytest.importorskip("keras_hub")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("KerasHub preprocessors run in tf.data")
+    backbone = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[7],
+        stackwise_num_filters=[64, 16], stackwise_num_blocks=[1, 1],
+        stackwise_num_strides=[1, 2], block_type="basic_block",
+        use_pre_activation=False, image_shape=(32, 32, 3),
+    )  # fmt: skip
+    converter = keras_hub.layers.ResNetImageConverter(
+        image_size=(32, 32), scale=1 / 255.0, offset=0.0
+    )
+    preprocessor = keras_hub.models.ResNetImageClassifierPreprocessor(
+        image_converter=converter
+    )
+    model = keras_hub.models.ResNetImageClassifier(
+        backbone=backbone, num_classes=3, preprocessor=preprocessor,
+        pooling="avg", activation=None,
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    x = (rng.random((24, 32, 32, 3)) * 255).astype("float32")
+    y = np.arange(24) % 3
+    before = [np.array(w) for w in backbone.get_weights()]
+    hist = two_phase_fit(
+        model, x, y, head_epochs=2, fine_tune_epochs=0, head_start="pooler",
+        batch_size=8, verbose=0,
+    )  # fmt: skip
+    assert not hist.features_cached
+    assert "preprocessor" in hist.feature_cache_note
+    for b, a in zip(before, backbone.get_weights()):
+        np.testing.assert_array_equal(b, a)  # phase 1 trained the head only

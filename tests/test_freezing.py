@@ -54,7 +54,7 @@ def test_freeze_until_nested_application_by_name():
     assert not model.get_layer(base.name).get_layer("block_12_project").trainable
     assert base.get_layer("block_13_expand").trainable
     assert not base.get_layer("block_13_expand_BN").trainable  # BN stays frozen
-    assert model.get_layer("head_output").trainable
+    assert model.get_layer("head_logits").trainable
     assert base.trainable  # container open, or the inner flags would be ignored
 
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from tests.helpers import tiny_base, tiny_data
-from tlrecipes import add_head, flat_layers
+from tlrecipes import add_head, flat_layers, predict_proba, two_phase_fit
+from tlrecipes.heads import find_head_start, head_layers
 
 pytestmark = pytest.mark.multibackend
 
@@ -20,11 +21,11 @@ def test_structure_and_names():
         "head_pool",
         "head_dropout",
         "head_dense_1",
-        "head_output",
+        "head_logits",
     ]
     assert model.output_shape == (None, 3)
-    assert model.get_layer("head_output").activation.__name__ == "softmax"
-    assert model.get_layer("head_output").dtype_policy.compute_dtype == "float32"
+    assert model.get_layer("head_logits").activation.__name__ == "linear"  # logits
+    assert model.get_layer("head_logits").dtype_policy.compute_dtype == "float32"
     assert model.get_layer("base") is base
 
 
@@ -33,14 +34,14 @@ def test_base_frozen_on_return_head_trainable():
     model = add_head(base, 3)
     assert base.trainable_weights == []
     trainable = {id(v) for v in model.trainable_weights}
-    head = model.get_layer("head_output").weights
+    head = model.get_layer("head_logits").weights
     assert trainable == {id(v) for v in head}
 
 
 def test_binary_head_and_pooling_options():
-    assert add_head(tiny_base(), 1).get_layer("head_output").activation.__name__ == (
-        "sigmoid"
-    )
+    binary = add_head(tiny_base(), 1)
+    assert binary.output_shape == (None, 1)
+    assert binary.get_layer("head_logits").activation.__name__ == "linear"
     m = add_head(tiny_base(), 2, pooling="flatten", dropout=0)
     assert "head_dropout" not in [layer.name for layer in m.layers]
     assert m.get_layer("head_pool").output.shape[-1] == 8 * 8 * 6
@@ -108,3 +109,59 @@ def test_keras_round_trip_predicts_the_same(tmp_path):
     assert [layer.name for layer in loaded.layers] == [
         layer.name for layer in model.layers
     ]
+
+
+def test_predict_proba_reads_probabilities_from_logits():
+    x, _ = tiny_data(6)
+    model = add_head(tiny_base(), 3)
+    logits = model.predict(x, verbose=0)
+    probs = predict_proba(model, x)
+    expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-7)
+    binary = add_head(tiny_base(), 1)
+    p = predict_proba(binary, x)
+    np.testing.assert_allclose(
+        p, 1 / (1 + np.exp(-binary.predict(x, verbose=0))), rtol=1e-5, atol=1e-7
+    )
+
+
+def test_num_classes_from_numpy_labels():
+    _, y = tiny_data()
+    model = add_head(tiny_base(), y.max() + 1)  # an np.int64, as users compute it
+    assert model.output_shape == (None, 3)
+    with pytest.raises(ValueError, match="`num_classes`, expected a positive integer"):
+        add_head(tiny_base(), np.int64(0))
+
+
+def _base_with_a_head_named_layer():
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="block1_conv")(inputs)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="head_conv")(x)  # the base's
+    x = keras.layers.Conv2D(4, 3, padding="same", name="block2_conv")(x)
+    return keras.Model(inputs, x, name="base")
+
+
+def test_a_base_layer_named_head_is_not_taken_for_the_head():
+    x, y = tiny_data()
+    model = add_head(_base_with_a_head_named_layer(), 3)
+    assert [layer.name for layer in head_layers(model)] == [
+        "head_pool",
+        "head_dropout",
+        "head_logits",
+    ]
+    base = model.get_layer("base")
+    before = [np.array(w) for w in base.get_weights()]
+    two_phase_fit(model, x, y, head_epochs=2, fine_tune_epochs=0, verbose=0)
+    for b, a in zip(before, base.get_weights()):
+        np.testing.assert_array_equal(b, a)  # phase 1 trained the head only
+
+
+def test_flat_model_head_is_the_trailing_run_of_head_layers():
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, name="head_conv")(inputs)  # not the head
+    x = keras.layers.Flatten(name="head_flat")(x)
+    x = keras.layers.Dense(4, name="features")(x)
+    outputs = keras.layers.Dense(3, name="head_logits")(x)
+    model = keras.Model(inputs, outputs)
+    assert flat_layers(model)[find_head_start(model)].name == "head_logits"
+

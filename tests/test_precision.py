@@ -56,7 +56,7 @@ def test_a_bf16_copy_keeps_the_weights_and_a_float32_output():
     x, _ = tiny_data(24)
     fast = with_precision(model, "bf16")
     assert find_base(fast).get_layer("block1_conv").compute_dtype == "bfloat16"
-    assert fast.get_layer("head_output").compute_dtype == "float32"
+    assert fast.get_layer("head_logits").compute_dtype == "float32"
     assert not find_base(fast).trainable  # frozen flags carried over
     for a, b in zip(model.get_weights(), fast.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)  # variables stay float32
@@ -77,7 +77,7 @@ def test_two_phase_fit_in_bf16_matches_float32_within_tolerance():
         if policy != "float32":
             model = with_precision(model, policy)
         history = two_phase_fit(
-            model, x, y, head_epochs=3, fine_tune_epochs=2, min_head_steps=0,
+            model, x, y, head_epochs=3, fine_tune_epochs=2,
             batch_size=16, seed=0, verbose=0,
         )  # fmt: skip
         return model, history
@@ -94,10 +94,10 @@ def test_set_precision_before_building_gives_a_mixed_model_with_float32_head():
     set_precision("bf16")
     model = add_head(tiny_base(), 3)
     assert model.get_layer("head_pool").compute_dtype == "bfloat16"
-    assert model.get_layer("head_output").compute_dtype == "float32"
+    assert model.get_layer("head_logits").compute_dtype == "float32"
     x, y = tiny_data(32)
     history = two_phase_fit(
-        model, x, y, head_epochs=2, fine_tune_epochs=1, min_head_steps=0, verbose=0
+        model, x, y, head_epochs=2, fine_tune_epochs=1, verbose=0
     )
     assert np.isfinite(history.history["loss"]).all()
     assert model.predict(x, verbose=0).dtype == np.float32
@@ -108,7 +108,7 @@ def test_mixed_float16_scales_the_loss():
     model = with_precision(tiny_model(3), "fp16")
     x, y = tiny_data(32)
     history = two_phase_fit(
-        model, x, y, head_epochs=1, fine_tune_epochs=1, min_head_steps=0, verbose=0
+        model, x, y, head_epochs=1, fine_tune_epochs=1, verbose=0
     )
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     assert np.isfinite(history.history["loss"]).all()
@@ -122,7 +122,7 @@ def test_jit_compile_reaches_both_phases_and_changes_nothing_numerically():
         keras.utils.set_random_seed(0)
         model = tiny_model(3, dropout=0.0)  # XLA draws other random numbers
         two_phase_fit(
-            model, x, y, head_epochs=2, fine_tune_epochs=1, min_head_steps=0,
+            model, x, y, head_epochs=2, fine_tune_epochs=1,
             seed=0, verbose=0, jit_compile=jit, cache_features=False,
         )  # fmt: skip
         return model

@@ -10,20 +10,20 @@ from hypothesis.extra import numpy as hnp
 
 from tests.helpers import assert_identical, tiny_base, tiny_data, tiny_model, weights_of
 from tlrecipes import add_head
+from tlrecipes.batches import SeededBatches
 from tlrecipes.heads import RepeatChannels
-from tlrecipes.safety import (
+from tlrecipes.safe_loading import (
     ChecksumError,
-    check_images,
-    check_labels,
     safe_load_model,
     sha256_file,
     verify_checksum,
 )
-from tlrecipes.training import NaNLossError, _SeededBatches, two_phase_fit
+from tlrecipes.training import NaNLossError, two_phase_fit
+from tlrecipes.validation import check_images, check_labels
 
 pytestmark = pytest.mark.multibackend
 
-FIT = {"batch_size": 16, "verbose": 0, "min_head_steps": 0}
+FIT = {"batch_size": 16, "verbose": 0}
 QUICK = settings(
     max_examples=40,
     deadline=None,
@@ -255,7 +255,7 @@ class PoisonAt(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch == self.epoch:
-            kernel = self.model.get_layer("head_output").kernel
+            kernel = self.model.get_layer("head_logits").kernel
             kernel.assign(np.full(kernel.shape, np.nan, "float32"))
 
 
@@ -458,8 +458,8 @@ def test_images_of_another_rank_or_size_fail(x):
 def test_seeded_batches_depend_on_seed_and_epoch_only(n, batch, seed, start):
     x = np.arange(n)
     steps = -(-n // batch)
-    fresh = _SeededBatches([x], batch, steps, seed, 0, True)
-    resumed = _SeededBatches([x], batch, steps, seed, start, True)
+    fresh = SeededBatches([x], batch, steps, seed, 0, True)
+    resumed = SeededBatches([x], batch, steps, seed, start, True)
     for epoch in range(start, start + 2):
         served = [fresh[epoch * steps + b][0] for b in range(steps)]
         assert sorted(np.concatenate(served).tolist()) == list(range(n))  # each once

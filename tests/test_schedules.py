@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers import assert_identical, tiny_data, tiny_model
 from tlrecipes import two_phase_fit
-from tlrecipes.schedules import LR_FIND_RULES, OneCycle, WarmupCosine, lr_find
+from tlrecipes.schedules import LR_FIND_RULES, OneCycle, lr_find
 
 
 def _lr(schedule, step) -> float:
@@ -38,10 +38,12 @@ def test_one_cycle_at_chosen_steps():
 
 
 @pytest.mark.multibackend
-def test_warmup_cosine_at_chosen_steps():
-    s = WarmupCosine(
-        1e-3, total_steps=100, warmup_steps=20, initial_lr=1e-5, final_lr=1e-6
-    )
+def test_warm_up_then_cosine_is_keras_cosine_decay():
+    """The removed WarmupCosine is Keras's CosineDecay with a warm-up target."""
+    s = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=1e-5, decay_steps=80, alpha=1e-6 / 1e-3,
+        warmup_target=1e-3, warmup_steps=20,
+    )  # fmt: skip
     expected = {
         0: 1e-5,
         10: 1e-5 + (1e-3 - 1e-5) * 0.5,
@@ -49,15 +51,13 @@ def test_warmup_cosine_at_chosen_steps():
         60: 1e-6 + (1e-3 - 1e-6) * 0.5,
         40: 1e-6 + (1e-3 - 1e-6) * 0.5 * (1 + math.cos(math.pi * 0.25)),
         100: 1e-6,
-        150: 1e-6,
     }
     for step, lr in expected.items():
         assert _lr(s, step) == pytest.approx(lr, rel=1e-5), step
-    assert _lr(WarmupCosine(1.0, total_steps=10), 0) == pytest.approx(1.0)
 
 
 def test_schedules_serialize_and_validate():
-    for s in (OneCycle(3e-3, 50, pct_start=0.3), WarmupCosine(1e-3, 80, 8)):
+    for s in (OneCycle(3e-3, 50, pct_start=0.3),):
         again = keras.optimizers.schedules.deserialize(
             keras.optimizers.schedules.serialize(s)
         )
@@ -69,8 +69,6 @@ def test_schedules_serialize_and_validate():
         OneCycle(1e-3, total_steps=10, pct_start=1.0)
     with pytest.raises(ValueError, match="max_lr"):
         OneCycle(-1.0, total_steps=10)
-    with pytest.raises(ValueError, match="warmup_steps"):
-        WarmupCosine(1e-3, total_steps=10, warmup_steps=20)
 
 
 def test_model_with_schedule_saves_and_loads(tmp_path):
@@ -78,7 +76,7 @@ def test_model_with_schedule_saves_and_loads(tmp_path):
     x, y = tiny_data()
     model.compile(
         optimizer=keras.optimizers.Adam(OneCycle(1e-3, 10)),
-        loss="sparse_categorical_crossentropy",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     model.fit(x, y, epochs=1, batch_size=16, verbose=0)
     model.save(tmp_path / "m.keras")
@@ -94,7 +92,9 @@ def test_two_phase_fit_takes_a_schedule_in_each_phase():
     model = tiny_model()
     x, y = tiny_data()  # 48 images, batch 16: 3 steps per epoch
     head = OneCycle(1e-2, total_steps=6)
-    fine = WarmupCosine(1e-3, total_steps=9, warmup_steps=3)
+    fine = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=6, warmup_target=1e-3, warmup_steps=3
+    )
     seen = []
 
     class Record(keras.callbacks.Callback):
@@ -105,7 +105,7 @@ def test_two_phase_fit_takes_a_schedule_in_each_phase():
 
     hist = two_phase_fit(
         model, x, y, head_epochs=2, fine_tune_epochs=3, head_lr=head,
-        fine_tune_lr=fine, min_head_steps=0, batch_size=16, callbacks=[Record()],
+        fine_tune_lr=fine, batch_size=16, callbacks=[Record()],
         verbose=0, seed=0,
     )  # fmt: skip
     assert hist.phase_lrs == {"head": head, "fine_tune": fine}
@@ -125,7 +125,9 @@ def test_lr_find_restores_weights_and_optimizer_bit_for_bit(tmp_path):
     model.get_layer("base").trainable = True  # BatchNorm statistics move too
     own = keras.optimizers.Adam(1e-3)
     model.compile(
-        optimizer=own, loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        optimizer=own,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
     )
     model.fit(x, y, epochs=1, batch_size=16, verbose=0)  # optimizer state exists
     weights, slots = _arrays(model.variables), _arrays(own.variables)

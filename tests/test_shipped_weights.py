@@ -6,9 +6,9 @@ import shutil
 import keras
 import numpy as np
 import pytest
+from tlrecipes.safety import ChecksumError
 
 from tlrecipes import experiments
-from tlrecipes.safety import ChecksumError
 
 TASKS = ("fashion_a_to_b", "fashion_to_mnist")
 

@@ -12,12 +12,12 @@ from tests.helpers import (
     tiny_model,
     weights_of,
 )
-from tlrecipes import add_head, flat_layers, two_phase_fit
+from tlrecipes import add_head, flat_layers, training, two_phase_fit
 from tlrecipes.freezing import is_batchnorm
 
 pytestmark = pytest.mark.multibackend
 
-FIT = {"batch_size": 16, "verbose": 0, "min_head_steps": 0}
+FIT = {"batch_size": 16, "verbose": 0}
 
 
 def _base_layers(model):
@@ -43,14 +43,14 @@ def test_phase1_base_bit_identical_head_changes(cache_features):
     model = tiny_model()
     x, y = tiny_data()
     base_before = weights_of(_base_layers(model))
-    head_before = weights_of([model.get_layer("head_output")])
+    head_before = weights_of([model.get_layer("head_logits")])
     hist = two_phase_fit(
         model, x, y, head_epochs=2, fine_tune_epochs=0,
         cache_features=cache_features, **FIT,
     )  # fmt: skip
     assert hist.features_cached is (cache_features == "auto")
     assert_identical(base_before, weights_of(_base_layers(model)))  # BN stats too
-    assert_all_changed(head_before, weights_of([model.get_layer("head_output")]))
+    assert_all_changed(head_before, weights_of([model.get_layer("head_logits")]))
 
 
 def test_phase2_batchnorm_statistics_frozen_convolutions_move():
@@ -114,20 +114,30 @@ def test_early_stopping_in_phase1_does_not_skip_phase2():
     assert hist.epoch[hist.fine_tune_start_epoch] == hist.fine_tune_start_epoch
 
 
-def test_min_head_steps_budgets_phase1_in_steps():
+def test_auto_head_epochs_budgets_phase1_in_steps(monkeypatch):
+    monkeypatch.setattr(training, "MIN_HEAD_STEPS", 12)
     model = tiny_model()
     x, y = tiny_data(48)  # 3 steps per epoch at batch size 16
-    hist = two_phase_fit(
-        model,
-        x,
-        y,
-        head_epochs=1,
-        fine_tune_epochs=0,
-        batch_size=16,
-        verbose=0,
-        min_head_steps=12,
-    )
-    assert hist.phase_epochs["head"] == 4
+    hist = two_phase_fit(model, x, y, fine_tune_epochs=0, batch_size=16, verbose=0)
+    assert hist.phase_epochs["head"] == 4  # head_epochs="auto": ceil(12 / 3)
+
+
+def test_an_explicit_number_of_epochs_is_the_number_run():
+    model = tiny_model()
+    x, y = tiny_data(48)  # 48 images: the issue's case, 2 steps per epoch
+    hist = two_phase_fit(model, x, y, head_epochs=1, fine_tune_epochs=2, verbose=0)
+    assert hist.phase_epochs == {"head": 1, "fine_tune": 2}
+    assert len(hist.epoch) == 3
+
+
+def test_auto_head_epochs_needs_a_known_epoch_length():
+    def batches():
+        x, y = tiny_data()
+        while True:
+            yield x[:16], y[:16]
+
+    with pytest.raises(ValueError, match="head_epochs='auto' counts optimisation"):
+        two_phase_fit(tiny_model(), batches(), fine_tune_epochs=1, verbose=0)
 
 
 def test_unfreeze_from_keeps_earlier_layers_identical():
@@ -162,7 +172,7 @@ def test_reuses_the_models_own_compile():
     model = tiny_model()
     model.compile(
         optimizer="sgd",
-        loss="sparse_categorical_crossentropy",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2")],
     )
     x, y = tiny_data()
@@ -175,12 +185,15 @@ def test_one_hot_labels_and_binary_head_infer_their_loss():
     x, y = tiny_data(num_classes=3)
     model = tiny_model()
     two_phase_fit(model, x, np.eye(3)[y], head_epochs=1, fine_tune_epochs=1, **FIT)
-    assert model.loss == "categorical_crossentropy"
+    assert isinstance(model.loss, keras.losses.CategoricalCrossentropy)
+    assert model.loss.get_config()["from_logits"] is True
     binary = add_head(tiny_base(), 1)
-    two_phase_fit(
+    hist = two_phase_fit(
         binary, x, (y > 0).astype("float32"), head_epochs=1, fine_tune_epochs=0, **FIT
     )
-    assert binary.loss == "binary_crossentropy"
+    assert isinstance(binary.loss, keras.losses.BinaryCrossentropy)
+    assert binary.loss.get_config()["from_logits"] is True
+    assert "accuracy" in hist.history  # thresholded at logit 0
 
 
 def test_flat_model_with_head_start():
@@ -202,9 +215,11 @@ def test_flat_model_with_head_start():
 def test_cannot_infer_a_loss_says_how_to_fix():
     inputs = keras.Input((8, 8, 1))
     h = keras.layers.Flatten(name="head_flat")(inputs)
-    model = keras.Model(inputs, keras.layers.Dense(1, name="head_out")(h))
+    model = keras.Model(
+        inputs, keras.layers.Dense(3, activation="relu", name="head_out")(h)
+    )
     x, y = tiny_data()
-    with pytest.raises(ValueError, match="Cannot infer a loss.*Fix: compile the model"):
+    with pytest.raises(ValueError, match="Cannot choose a loss.*Fix: compile"):
         two_phase_fit(model, x, y, head_epochs=1, fine_tune_epochs=0, **FIT)
 
 
@@ -272,9 +287,7 @@ def test_pydataset_input():
             return x[i * 16 : (i + 1) * 16], y[i * 16 : (i + 1) * 16]
 
     model = tiny_model()
-    hist = two_phase_fit(
-        model, Batches(), head_epochs=1, fine_tune_epochs=1, verbose=0, min_head_steps=6
-    )
+    hist = two_phase_fit(model, Batches(), head_epochs=2, fine_tune_epochs=1, verbose=0)
     assert hist.phase_epochs == {"head": 2, "fine_tune": 1}
 
 
@@ -286,10 +299,8 @@ def test_tf_data_input():
     x, y = tiny_data()
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
     model = tiny_model()
-    hist = two_phase_fit(
-        model, ds, head_epochs=1, fine_tune_epochs=1, verbose=0, min_head_steps=6
-    )
-    assert hist.phase_epochs == {"head": 2, "fine_tune": 1}
+    hist = two_phase_fit(model, ds, fine_tune_epochs=1, verbose=0)
+    assert hist.phase_epochs == {"head": 67, "fine_tune": 1}  # auto: ceil(200 / 3)
 
 
 def test_round_trip_after_two_phase_fit(tmp_path):
@@ -307,7 +318,7 @@ def test_round_trip_after_two_phase_fit(tmp_path):
 
 
 def test_keras_training_false_alone_does_not_protect_unfrozen_batchnorm():
-    """Documents the Keras 3 behaviour the helpers guard against (REFERENCES.md).
+    """Documents the Keras 3 behaviour the helpers guard against.
 
     A base called as base(x, training=False) and later set trainable=True
     still updates its BatchNorm moving statistics during fit in Keras 3.15.
@@ -317,7 +328,7 @@ def test_keras_training_false_alone_does_not_protect_unfrozen_batchnorm():
     model.get_layer("base").trainable = True  # the Keras guide's phase-2 step
     bn = model.get_layer("base").get_layer("block1_bn")
     before = weights_of([bn])
-    model.compile("adam", "sparse_categorical_crossentropy")
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, epochs=1, batch_size=16, verbose=0)
     moved = [not np.array_equal(b, a) for b, a in zip(before, weights_of([bn]))]
     assert moved[2] and moved[3], "moving mean/variance did not change"
@@ -362,3 +373,77 @@ def test_seeded_run_honours_class_weight():
     plain = run(None)
     assert run({0: 1.0, 1: 1.0, 2: 1.0}) == pytest.approx(plain, rel=1e-6)
     assert run({0: 5.0, 1: 1.0, 2: 1.0}) != pytest.approx(plain, rel=1e-3)
+
+
+def _saturating_head(output_logits: bool):
+    """Notebook 02's case in small: a linear head on many flattened features."""
+    keras.utils.set_random_seed(0)
+    base = keras.Sequential(
+        [keras.Input((12, 12, 1)), keras.layers.Conv2D(16, 3, padding="same",
+                                                        activation="relu")],
+        name="base",
+    )  # fmt: skip
+    if output_logits:
+        return add_head(base, 10, pooling="flatten", dropout=0.0)
+    base.trainable = False
+    inputs = keras.Input((12, 12, 1))
+    h = keras.layers.Flatten(name="head_flat")(base(inputs, training=False))
+    outputs = keras.layers.Dense(10, activation="softmax", name="head_probs")(h)
+    return keras.Model(inputs, outputs)
+
+
+def test_a_saturating_head_fits_its_training_set_on_every_backend():
+    rng = np.random.default_rng(0)
+    x = (3 * rng.normal(size=(60, 12, 12, 1))).astype("float32")
+    y = np.arange(60) % 10
+    kwargs = {"head_epochs": 60, "fine_tune_epochs": 0, "head_lr": 1e-1}
+    kwargs |= {"batch_size": 20, "verbose": 0, "seed": 0}
+    model = _saturating_head(output_logits=True)
+    two_phase_fit(model, x, y, **kwargs)
+    assert model.evaluate(x, y, verbose=0, return_dict=True)["accuracy"] == 1.0
+    if keras.backend.backend() in ("jax", "torch"):
+        # The pitfall logits avoid: Keras's crossentropy on probabilities
+        # clips them at 1e-7 here (Keras 3.15.1), and the same head stalls.
+        probs = _saturating_head(output_logits=False)
+        with pytest.warns(UserWarning, match="clips them at 1e-7"):
+            two_phase_fit(probs, x, y, **kwargs)
+        assert probs.evaluate(x, y, verbose=0, return_dict=True)["accuracy"] < 0.9
+
+
+class _Batches(keras.utils.PyDataset):
+    def __init__(self, x, y, batch_size=16, **kwargs):
+        super().__init__(**kwargs)
+        self.x, self.y, self.batch_size = x, y, batch_size
+
+    def __len__(self):
+        return int(np.ceil(len(self.x) / self.batch_size))
+
+    def __getitem__(self, i):
+        part = slice(i * self.batch_size, (i + 1) * self.batch_size)
+        return self.x[part], self.y[part]
+
+
+@pytest.mark.parametrize("cache", ["auto", True])
+@pytest.mark.parametrize("validation", ["arrays", "pydataset", None])
+def test_seed_works_with_a_pydataset_and_repeats(cache, validation):
+    x, y = tiny_data()
+    val = {
+        "arrays": (x[:12], y[:12]),
+        "pydataset": _Batches(x[:12], y[:12]),
+        None: None,
+    }[validation]
+
+    def run():
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(0)
+        model = tiny_model()
+        return two_phase_fit(
+            model, _Batches(x, y), validation_data=val, head_epochs=2,
+            fine_tune_epochs=1, seed=0, cache_features=cache, verbose=0,
+        )  # fmt: skip
+
+    first, second = run(), run()
+    assert first.phase_epochs == {"head": 2, "fine_tune": 1}
+    assert first.features_cached == (cache is True)
+    for key in first.history:
+        np.testing.assert_allclose(first.history[key], second.history[key], rtol=1e-6)

@@ -1,152 +1,109 @@
 """tlrecipes: transfer learning with Keras 3, taught and packaged.
 
-The three helpers every recipe stands on:
+The kit (`import tlrecipes as tl`) is three helpers and the controls around
+them:
 
-- `freeze_until(model, layer)`: freeze everything before a layer (nested models
-  included), BatchNorm kept in inference mode.
-- `add_head(base, num_classes)`: a new classifier on a frozen base.
-- `two_phase_fit(model, x, y, head_epochs=..., fine_tune_epochs=...)`: train the
-  head, then unfreeze and fine-tune at a low learning rate.
+- `freeze_until(model, layer)`: freeze everything before a layer (nested
+  models included), BatchNorm kept in inference mode; `freeze`, `unfreeze`,
+  `trainable_summary`.
+- `add_head(base, num_classes)`: a new classifier (logits) on a frozen base;
+  `predict_proba` reads probabilities from it.
+- `two_phase_fit(model, x, y, fine_tune_epochs=...)`: train the head, then
+  unfreeze and fine-tune at a low learning rate.
+- Fine-tuning controls: `lr_multipliers` / `with_lr_multipliers`
+  (discriminative rates), `gradual_unfreeze_fit`, `surgical_fit`, `lr_find`,
+  `OneCycle`; ImageNet backbones by name (`application`); `safe_load_model`;
+  `set_precision`.
 
-Around them: offline datasets and transfer tasks (`datasets`, `tasks`),
-backbones (`backbones`), experiments that measure transfer against a
-from-scratch twin (`experiments`), plots (`plots`), input checks and safe
-loading (`safety`), rule-based advice (`advice`), fine-tuning controls (`finetune`:
-discriminative learning rates, gradual unfreezing, surgical fine-tuning;
-`schedules`: one-cycle, warmup-cosine, `lr_find`) and the main job
-(`study`: `tlrecipes study`).
+The lab (`tlrecipes.lab`: datasets and tasks, experiments against a
+from-scratch twin, the study, plots, advice, the `tlrecipes` command) is built
+on the kit; the kit never imports it.
+
+Names are imported on first use, so `import tlrecipes` is instant and needs
+no Keras backend until a helper is used.
 """
 
-from tlrecipes.advice import Advice, advise
-from tlrecipes.backbones import application, block_names, cut_after_block, small_convnet
-from tlrecipes.datasets import (
-    ImageSplits,
-    load_fashion_mnist,
-    load_image_folder,
-    load_mnist,
-    load_tfds,
-    random_class_split,
-    sample_per_class,
-    split_by_class,
-    to_backbone_input,
-    train_val_split,
-)
-from tlrecipes.experiments import (
-    ResultStore,
-    SourceConfig,
-    SourceModel,
-    TrainConfig,
-    aggregate,
-    load_rows,
-    load_source_model,
-    scratch_twin,
-    size_sweep,
-    train_source_model,
-    transfer_benefit,
-    transfer_vs_scratch,
-    transferability_by_layer,
-)
-from tlrecipes.finetune import (
-    StagedHistory,
-    gradual_unfreeze_fit,
-    layer_groups,
-    lr_multipliers,
-    surgical_fit,
-    train_only,
-    with_lr_multipliers,
-)
-from tlrecipes.freezing import (
-    TrainableSummary,
-    flat_layers,
-    freeze,
-    freeze_until,
-    trainable_summary,
-    unfreeze,
-)
-from tlrecipes.heads import RepeatChannels, add_head
-from tlrecipes.plots import (
-    plot_learning_curves,
-    plot_size_sweep,
-    plot_transfer_vs_scratch,
-    plot_transferability,
-)
-from tlrecipes.safety import ChecksumError, safe_load_model, verify_checksum
-from tlrecipes.schedules import LRFinderResult, OneCycle, WarmupCosine, lr_find
-from tlrecipes.study import run_demo, run_study
-from tlrecipes.tasks import Task, get_task, list_tasks, register_task
-from tlrecipes.training import (
-    NaNLossError,
-    TwoPhaseHistory,
-    make_optimizer,
-    two_phase_fit,
-)
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.2.0"
+
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "add_head": "heads",
+    "flat_layers": "freezing",
+    "freeze": "freezing",
+    "freeze_until": "freezing",
+    "gradual_unfreeze_fit": "finetune",
+    "layer_groups": "discriminative",
+    "lr_find": "schedules",
+    "lr_multipliers": "discriminative",
+    "NaNLossError": "resume",
+    "OneCycle": "schedules",
+    "predict_proba": "heads",
+    "safe_load_model": "safe_loading",
+    "set_precision": "precision",
+    "surgical_fit": "finetune",
+    "trainable_summary": "freezing",
+    "two_phase_fit": "training",
+    "TwoPhaseHistory": "resume",
+    "unfreeze": "freezing",
+    "with_lr_multipliers": "optimizers",
+}
 
 __all__ = [
     "add_head",
-    "Advice",
-    "advise",
-    "aggregate",
-    "application",
-    "block_names",
-    "ChecksumError",
-    "cut_after_block",
     "flat_layers",
     "freeze",
     "freeze_until",
-    "get_task",
     "gradual_unfreeze_fit",
-    "ImageSplits",
     "layer_groups",
-    "list_tasks",
-    "load_fashion_mnist",
-    "load_image_folder",
-    "load_mnist",
-    "load_rows",
-    "load_source_model",
-    "load_tfds",
     "lr_find",
     "lr_multipliers",
-    "LRFinderResult",
-    "make_optimizer",
     "NaNLossError",
     "OneCycle",
-    "plot_learning_curves",
-    "plot_size_sweep",
-    "plot_transfer_vs_scratch",
-    "plot_transferability",
-    "random_class_split",
-    "register_task",
-    "RepeatChannels",
-    "ResultStore",
-    "run_demo",
-    "run_study",
+    "predict_proba",
     "safe_load_model",
-    "sample_per_class",
-    "scratch_twin",
-    "size_sweep",
-    "small_convnet",
-    "SourceConfig",
-    "SourceModel",
-    "split_by_class",
-    "StagedHistory",
+    "set_precision",
     "surgical_fit",
-    "Task",
-    "to_backbone_input",
-    "train_only",
-    "train_source_model",
-    "train_val_split",
     "trainable_summary",
-    "TrainableSummary",
-    "TrainConfig",
-    "transfer_benefit",
-    "transfer_vs_scratch",
-    "transferability_by_layer",
     "two_phase_fit",
     "TwoPhaseHistory",
     "unfreeze",
-    "verify_checksum",
-    "WarmupCosine",
     "with_lr_multipliers",
 ]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tlrecipes.discriminative import layer_groups, lr_multipliers
+    from tlrecipes.finetune import gradual_unfreeze_fit, surgical_fit
+    from tlrecipes.freezing import (
+        flat_layers,
+        freeze,
+        freeze_until,
+        trainable_summary,
+        unfreeze,
+    )
+    from tlrecipes.heads import add_head, predict_proba
+    from tlrecipes.optimizers import with_lr_multipliers
+    from tlrecipes.precision import set_precision
+    from tlrecipes.resume import NaNLossError, TwoPhaseHistory
+    from tlrecipes.safe_loading import safe_load_model
+    from tlrecipes.schedules import OneCycle, lr_find
+    from tlrecipes.training import two_phase_fit
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f"tlrecipes.{_EXPORTS[name]}")
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    if name == "lab":
+        return importlib.import_module("tlrecipes.lab")
+    raise AttributeError(f"module 'tlrecipes' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS, "lab"})

@@ -38,7 +38,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tlrecipes.safety import ChecksumError, sha256_file
+from tlrecipes.safe_loading import ChecksumError, sha256_file
 
 __all__ = ["TrainingCheckpoint", "describe", "fingerprint"]
 

@@ -12,7 +12,12 @@ module does it without changing what the user gets back:
 
 `split.head` is built from `model`'s own head layers, so training it trains
 `model`: there is nothing to copy back. `two_phase_fit(cache_features="auto")`
-uses this in phase 1 whenever it is valid (see `cache_problem`).
+uses this in phase 1 (`tlrecipes.cached_head`) only when the cached features
+are exactly what the model computes during phase 1 (see `cache_problem`):
+preprocessing layers inside the model are part of the feature extractor and
+are cached with it; preprocessing outside the model's layers (a KerasHub
+task's `preprocessor`, a custom `train_step`) turns caching off, with the
+reason in `history.feature_cache_note`.
 
 Features are computed in inference mode, exactly as the frozen base runs
 inside the model during phase 1: BatchNormalization uses its moving
@@ -33,54 +38,27 @@ import keras
 import numpy as np
 
 from tlrecipes.freezing import flat_layers, is_batchnorm
+from tlrecipes.heads import head_layers
+from tlrecipes.validation import is_dataset
 
 __all__ = [
     "FeatureSplit",
     "split_at_head",
     "extract_features",
     "cache_problem",
-    "MEMMAP_THRESHOLD_BYTES",
+    "dataset_batches",
     "feature_bytes",
+    "random_state",
 ]
-
-#: Feature arrays larger than this go to a temporary `np.memmap` file when
-#: features are cached without a `cache_dir` (1 GiB).
-MEMMAP_THRESHOLD_BYTES = 1 << 30
-
-#: Per backend: a cached head that trains for at most this many steps in all
-#: runs eagerly (`run_eagerly=True`), since compiling its train step costs
-#: more than it saves. Measured on a 2-core CPU (fashion_a_to_b, 50 images,
-#: median of 3): JAX compiled 0.95-1.02 s for 20-60 steps vs eager 0.27 s at
-#: 20 and 0.74 s at 60, even near 90; TensorFlow compiled 0.37 s at 20 steps
-#: vs eager 0.33 s, and eager loses from 40 steps on, so TensorFlow always
-#: compiles. torch runs eagerly unless `jit_compile=True`.
-EAGER_HEAD_STEPS = {"jax": 64}
-
-#: Backends on which a cached head runs a whole epoch per call of its train
-#: function (`steps_per_execution` = steps per epoch), when no callback
-#: needs to see single batches. On TensorFlow a small head's step costs less
-#: than Keras's Python work around it: measured on a 2-core CPU
-#: (fashion_a_to_b, 10 epochs, medians of 3, identical weights), 14.0 s with
-#: one step per call vs 7.7 s with one call per epoch at 1000 images per
-#: class (157 steps per epoch), 2.14 s vs 2.00 s at 100 per class (16 steps).
-#: JAX gained 5% and compiles one program per batch count; torch refuses
-#: it. Below `EPOCH_PER_EXECUTION_MIN_STEPS` steps per epoch the loop costs
-#: more to trace than it saves (50 images, 2 steps per epoch: 1.39 s vs 1.20 s).
-EPOCH_PER_EXECUTION = ("tensorflow",)
-EPOCH_PER_EXECUTION_MIN_STEPS = 16
-
-#: The batch-level callback hooks; a callback that overrides one of these
-#: keeps the cached head at one step per call.
-BATCH_HOOKS = (
-    "on_batch_begin",
-    "on_batch_end",
-    "on_train_batch_begin",
-    "on_train_batch_end",
-)
 
 #: Arrays of at most this many inference batches go through the feature model
 #: by direct calls instead of `predict`, which traces a predict function first.
 EAGER_EXTRACT_BATCHES = 8
+
+#: Largest difference between the model's outputs and its head's outputs on
+#: the cached features (relative to the outputs' scale) that still counts as
+#: equal: float32 rounding of the same computation in another order.
+OUTPUT_TOLERANCE = 1e-4
 
 
 @dataclass
@@ -101,7 +79,7 @@ class FeatureSplit:
     boundary: str
 
 
-def _random_state(layer: keras.layers.Layer) -> bool:
+def random_state(layer: keras.layers.Layer) -> bool:
     """True for a layer that draws random numbers (holds a SeedGenerator)."""
     seed_type = keras.random.SeedGenerator
     return any(isinstance(v, seed_type) for v in vars(layer).values())
@@ -109,20 +87,16 @@ def _random_state(layer: keras.layers.Layer) -> bool:
 
 def _top_level_index(model: keras.Model, head_start: int | str | None) -> int:
     """Index into `model.layers` of the first head layer."""
-    from tlrecipes.heads import HEAD_PREFIX
-
     layers = model.layers
     if head_start is None:
-        names = [
-            i for i, layer in enumerate(layers) if layer.name.startswith(HEAD_PREFIX)
-        ]
-        if not names:
+        head = head_layers(model)
+        if not head:
             raise ValueError(
-                f"Cannot find the head of model {model.name!r}: no top-level layer "
-                f"name starts with {HEAD_PREFIX!r}. Fix: build it with "
+                f"Cannot find the head of model {model.name!r}: its last top-level "
+                "layers are not named head_*. Fix: build it with "
                 "tlrecipes.add_head, or pass head_start=<first head layer>."
             )
-        return names[0]
+        return layers.index(head[0])
     if isinstance(head_start, str):
         for i, layer in enumerate(layers):
             if layer.name == head_start:
@@ -136,9 +110,10 @@ def _top_level_index(model: keras.Model, head_start: int | str | None) -> int:
                 f"is outside the model's {len(flat)} layers. Fix: pass the name "
                 "of the first head layer."
             )
-        target = flat[int(head_start)].name
+        found = flat[int(head_start)]
+        target = found.name
         for i, layer in enumerate(layers):
-            if layer.name == target:
+            if layer is found:
                 return i
     raise ValueError(
         f"The head of model {model.name!r} must start at a top-level layer to cache "
@@ -189,7 +164,7 @@ def split_at_head(
     index = _top_level_index(model, head_start)
     while index < len(layers) - 1:  # fold weight-free deterministic layers in
         layer = layers[index]
-        if layer.weights or _random_state(layer) or len(layer._inbound_nodes) != 1:
+        if layer.weights or random_state(layer) or len(layer._inbound_nodes) != 1:
             break
         index += 1
     boundary = layers[index]
@@ -215,13 +190,7 @@ def split_at_head(
     return FeatureSplit(features=features, head=head, boundary=boundary.name)
 
 
-def _is_dataset(x: Any) -> bool:
-    return isinstance(x, keras.utils.PyDataset) or (
-        type(x).__module__.startswith("tensorflow") and hasattr(x, "take")
-    )
-
-
-def _batches(x: Any):
+def dataset_batches(x: Any):
     """(inputs, labels or None, sample weights or None) batches of a dataset."""
     if isinstance(x, keras.utils.PyDataset):
         items = (x[i] for i in range(len(x)))
@@ -280,14 +249,14 @@ def extract_features(
             "Received an invalid value for `batch_size`, expected a positive "
             f"integer. Received: batch_size={batch_size!r}. Fix: e.g. 128."
         )
-    if _is_dataset(x):
+    if is_dataset(x):
         if path is not None:
             raise ValueError(
                 "Received path= with a dataset: features of a dataset are kept in "
                 f"memory. Received: path={path!r}. Fix: pass arrays, or path=None."
             )
         parts: list[tuple[np.ndarray, Any, Any]] = []
-        for xb, yb, wb in _batches(x):
+        for xb, yb, wb in dataset_batches(x):
             parts.append(
                 (keras.ops.convert_to_numpy(features(xb, training=False)), yb, wb)
             )
@@ -341,6 +310,10 @@ def cache_problem(
     Caching is valid when the features the head sees during phase-1 training
     equal the features computed once in inference mode:
 
+    - the model computes everything inside its layers: no `preprocessor`
+      applied to the data outside them (KerasHub tasks), no overridden
+      `fit` / `train_step` / `predict_step`, and the head on the cached
+      features gives the model's own outputs on a few examples;
     - nothing before the head trains (no trainable weights, no trainable
       BatchNormalization updating its statistics, e.g. `train_bn=True`);
     - no random layer is active before the head in training mode
@@ -372,6 +345,9 @@ def cache_problem(
     >>> cache_problem(model, split, np.ones((4, 4), "float32")) is None
     True
     """
+    outside = _outside_layers(model)
+    if outside:
+        return outside
     part = split.features
     bns = [
         layer.name
@@ -390,34 +366,39 @@ def cache_problem(
             f"layers before the head train (e.g. {', '.join(names)}), so their "
             "outputs change every step"
         )
-    random = [layer.name for layer in part.layers if _random_state(layer)]
+    random = [layer.name for layer in part.layers if random_state(layer)]
     if random:
         return (
             f"random layers run before the head (e.g. augmentation {random[0]!r}), "
             "so every epoch sees other inputs"
         )
-    if _is_dataset(x):
+    if is_dataset(x):
         if not datasets_ok:
             return (
                 "`x` is a dataset, which may shuffle or augment at random; pass "
                 "cache_features=True if its pipeline has no random augmentation"
             )
-        sample = next(_batches(x))[0]
+        sample = next(dataset_batches(x))[0]
     elif isinstance(x, (list, tuple, dict)) or not hasattr(x, "__len__"):
         return "`x` is not a single array"
     else:
         sample = np.asarray(x[:8])
     if (
         validation_data is not None
-        and not (datasets_ok and _is_dataset(validation_data))
+        and not (datasets_ok and is_dataset(validation_data))
         and not (
             isinstance(validation_data, (tuple, list))
             and all(
-                hasattr(a, "__len__") and not _is_dataset(a) for a in validation_data
+                hasattr(a, "__len__") and not is_dataset(a) for a in validation_data
             )
         )
     ):
         return "`validation_data` is not a tuple of arrays"
+    if not _head_reproduces_model(model, split, sample[:8]):
+        return (
+            "the head on the cached features does not give the model's own "
+            "outputs (the model computes something outside the two halves)"
+        )
     if _differs_in_training(part, sample[:8]):
         return (
             "the layers before the head give other outputs in training mode than "
@@ -439,253 +420,32 @@ def _differs_in_training(part: keras.Model, sample: np.ndarray) -> bool:
     return not all(np.array_equal(outputs[2], o) for o in outputs[:2])
 
 
-# --- phase 1 of two_phase_fit on cached features ------------------------------
-
-_HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end")
-_BATCH_HOOKS = (
-    "on_train_batch_begin",
-    "on_train_batch_end",
-    "on_test_begin",
-    "on_test_end",
-    "on_test_batch_begin",
-    "on_test_batch_end",
-)
-
-
-class _OnFullModel(keras.callbacks.Callback):
-    """Shows a user's callback the full model while the head model trains.
-
-    A `ModelCheckpoint` must save the model the user passed, not the headless
-    training model; `EarlyStopping` and `ReduceLROnPlateau` reach the shared
-    optimizer and weights through it. A stop requested on the full model is
-    passed on to the model that trains.
-    """
-
-    def __init__(self, callback: keras.callbacks.Callback, full: keras.Model) -> None:
-        super().__init__()
-        self.callback, self.full, self.trainer = callback, full, None
-        for name in _HOOKS + _BATCH_HOOKS:
-            inner = getattr(callback, name)
-            if getattr(inner, "_is_default", False):
-                setattr(self, name, inner)  # keeps Keras's fast path
-            else:
-                setattr(self, name, self._forward(inner, name == "on_train_begin"))
-
-    def _forward(self, inner, begin: bool):
-        def hook(*args, **kwargs):
-            if begin:
-                self.full.stop_training = False
-            # On JAX the training model holds its variables outside them
-            # during an epoch; Keras syncs them back when a callback reads
-            # `self.model`, but our callbacks read the full model, so sync
-            # the model that trains.
-            sync = getattr(self.trainer, "jax_state_sync", None)
-            if sync is not None:
-                sync()
-            inner(*args, **kwargs)
-            if self.full.stop_training and self.trainer is not None:
-                self.trainer.stop_training = True
-
-        return hook
-
-    def set_model(self, model: keras.Model) -> None:
-        self.trainer = model
-        self.callback.set_model(self.full)
-
-    def set_params(self, params: dict) -> None:
-        self.callback.set_params(params)
-
-
-def _scope(model: keras.Model):
-    """The model's tf.distribute scope (TensorFlow backend), else a no-op."""
-    import contextlib
-
-    strategy = getattr(model, "_distribute_strategy", None)
-    return strategy.scope() if strategy is not None else contextlib.nullcontext()
-
-
-class CachedHeadPhase:
-    """Phase 1 of `two_phase_fit` on cached features (used by training.py).
-
-    Built before phase 1 (cheap: it only checks that caching is valid);
-    `prepare` computes the features the first time phase 1 really trains, so
-    a resumed run whose phase 1 is finished never runs the base.
-    """
-
-    def __init__(
-        self, model, split, x, y, validation_data, fit_kwargs, seed, cache_dir
-    ):
-        self.model, self.split = model, split
-        self.x, self.y, self.validation_data = x, y, validation_data
-        self.fit_kwargs, self.seed, self.cache_dir = dict(fit_kwargs), seed, cache_dir
-        self.used = False
-        self._tmp = None
-
-    def _path(self, name: str, n: int) -> str | None:
-        if self.cache_dir is None and feature_bytes(self.split.features, n) < (
-            MEMMAP_THRESHOLD_BYTES
-        ):
-            return None
-        if self.cache_dir is None:
-            import tempfile
-
-            self._tmp = tempfile.TemporaryDirectory(prefix="tlrecipes-features-")
-            folder = self._tmp.name
-        else:
-            folder = os.fspath(self.cache_dir)
-            os.makedirs(folder, exist_ok=True)
-        return os.path.join(folder, f"{name}.npy")
-
-    def prepare(self, compiled: dict[str, Any], callbacks: list, epochs: int = 0):
-        """Computes the features; returns `(head, inputs, callbacks)` for `fit`.
-
-        `epochs` is how many epochs the head will train in this `fit`: a head
-        with at most `EAGER_HEAD_STEPS[backend]` steps in all runs eagerly.
-        """
-        from tlrecipes.training import _fit_inputs
-
-        features = self.split.features
-        kwargs = dict(self.fit_kwargs)
-        batch = int(kwargs.get("batch_size") or 32)
-        infer = max(batch, 128)
-        x, y = self.x, self.y
-        if _is_dataset(x):
-            x, y, weights = extract_features(features, x)
-            first = next(_batches(self.x))[0]
-            kwargs.setdefault("batch_size", len(first))
-            if weights is not None:
-                kwargs["sample_weight"] = weights
-        else:
-            x = extract_features(
-                features, x, batch_size=infer, path=self._path("x", len(x))
-            )
-        validation = self.validation_data
-        if _is_dataset(validation):
-            xv, yv, wv = extract_features(features, validation)
-            validation = (xv, yv) if wv is None else (xv, yv, wv)
-        elif validation is not None:
-            xv, *rest = validation
-            path = self._path("validation_x", len(xv))
-            validation = (
-                extract_features(features, xv, batch_size=infer, path=path),
-                *rest,
-            )
-        seed = self.seed
-        if seed is None and isinstance(x, np.memmap):
-            seed = int(np.random.randint(2**31 - 1))  # batches read rows, not all
-        if seed is None and not kwargs.get("steps_per_epoch"):
-            # The same steps as Keras would take; given explicitly, Keras keeps
-            # its data iterator from one epoch to the next instead of building
-            # two per epoch (most of an epoch's cost once the base is cached).
-            n = math.floor(len(x) * (1.0 - float(kwargs.get("validation_split") or 0)))
-            kwargs["steps_per_epoch"] = max(
-                1, math.ceil(n / int(kwargs.get("batch_size") or 32))
-            )
-        inputs = _fit_inputs(x, y, validation, kwargs, seed)
-        head = self.split.head
-        steps = kwargs.get("steps_per_epoch") or math.ceil(
-            len(x) / int(kwargs.get("batch_size") or 32)
+def _outside_layers(model: keras.Model) -> str | None:
+    """Why the model may transform its data outside its layers, else None."""
+    if getattr(model, "preprocessor", None) is not None:
+        return (
+            f"model {model.name!r} has a `preprocessor` that fit applies to the "
+            "data outside the model's layers (a KerasHub task); cached features "
+            "would skip it"
         )
-        if self._eager(compiled, int(epochs) * steps):
-            compiled = {**compiled, "run_eagerly": True}
-        elif self._epoch_per_execution(compiled, callbacks, inputs):
-            # The same steps in the same order, one call per epoch: exact,
-            # since an execution then ends where the epoch ends.
-            compiled = {
-                **compiled,
-                "steps_per_execution": int(inputs(0)["steps_per_epoch"]),
-            }
-        with _scope(self.model):
-            head.compile(optimizer=self.model.optimizer, **compiled)
-        self.used = True
-        return head, inputs, [_OnFullModel(c, self.model) for c in callbacks]
-
-    def _eager(self, compiled: dict[str, Any], total_steps: int) -> bool:
-        """Whether the head trains eagerly: few steps, nothing asking otherwise."""
-        limit = EAGER_HEAD_STEPS.get(keras.backend.backend(), 0)
-        if compiled.get("jit_compile") is True or compiled.get("run_eagerly"):
-            return False  # the caller asked for XLA, or it is eager already
-        if getattr(self.model, "_distribute_strategy", None) is not None:
-            return False
-        if keras.distribution.distribution() is not None:
-            return False
-        return 0 < total_steps <= limit
-
-    def _epoch_per_execution(
-        self, compiled: dict[str, Any], callbacks: list, inputs
-    ) -> bool:
-        """Whether one train-function call may run a whole epoch of the head."""
-        if keras.backend.backend() not in EPOCH_PER_EXECUTION:
-            return False
-        if (compiled.get("steps_per_execution") or 1) != 1:
-            return False  # the user chose it
-        if getattr(self.model, "_distribute_strategy", None) is not None:
-            return False  # not tested under tf.distribute: keep Keras's default
-        steps = inputs(0).get("steps_per_epoch")
-        if not steps or steps < EPOCH_PER_EXECUTION_MIN_STEPS:
-            return False  # an epoch's length is not known, or too short
-        return not any(
-            not getattr(getattr(c, hook, None), "_is_default", False)
-            for c in callbacks
-            for hook in BATCH_HOOKS
-        )
-
-    def close(self) -> None:
-        """Deletes temporary feature files."""
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-
-def cached_head_phase(
-    model: keras.Model,
-    head_start: int | str | None,
-    cache_features: bool | str,
-    x: Any,
-    y: Any,
-    validation_data: Any,
-    fit_kwargs: dict[str, Any],
-    seed: int | None,
-    cache_dir: str | os.PathLike | None,
-) -> tuple[CachedHeadPhase | None, str | None]:
-    """Decides whether phase 1 runs on cached features (model frozen for it).
-
-    Returns `(phase, None)` when it does, `(None, reason)` when `"auto"`
-    finds it invalid, `(None, "disabled")` for False.
-
-    Raises:
-        ValueError: For an invalid `cache_features`, or when
-            `cache_features=True` and caching would change the training.
-    """
-    if cache_features is False:
-        return None, "cache_features=False"
-    if cache_features not in ("auto", True):
-        raise ValueError(
-            "Received an invalid value for `cache_features`, expected 'auto', True "
-            f"or False. Received: cache_features={cache_features!r}. Fix: use "
-            "'auto' (cache when valid), True (require it) or False (never)."
-        )
-    explicit = cache_features is True
-    try:
-        with _scope(model):
-            split = split_at_head(model, head_start)
-        problem = cache_problem(model, split, x, validation_data, datasets_ok=explicit)
-    except ValueError as err:
-        split, problem = None, str(err)
-    if problem is None and fit_kwargs.get("validation_split") and _is_dataset(x):
-        problem = "validation_split needs arrays"
-    if problem is not None:
-        if explicit:
-            raise ValueError(
-                "Received cache_features=True, but the base's features cannot be "
-                f"cached for this run: {problem}. Caching would train the head on "
-                "other inputs than the model sees. Fix: pass cache_features='auto' "
-                "(caches only when valid) or False."
+    for name in ("fit", "train_step", "predict_step", "test_step"):
+        if getattr(type(model), name, None) is not getattr(keras.Model, name, None):
+            return (
+                f"model {model.name!r} overrides `{name}`, which may transform the "
+                "data before its layers see it"
             )
-        return None, problem
-    return (
-        CachedHeadPhase(
-            model, split, x, y, validation_data, fit_kwargs, seed, cache_dir
-        ),
-        None,
-    )
+    return None
+
+
+def _head_reproduces_model(
+    model: keras.Model, split: FeatureSplit, sample: np.ndarray
+) -> bool:
+    """Whether head(features(x)) equals model(x) on `sample`, in inference mode."""
+    whole = keras.ops.convert_to_numpy(model(sample, training=False))
+    features = split.features(sample, training=False)
+    halves = keras.ops.convert_to_numpy(split.head(features, training=False))
+    whole, halves = np.asarray(whole, "float64"), np.asarray(halves, "float64")
+    if whole.shape != halves.shape:
+        return False
+    scale = max(1.0, float(np.max(np.abs(whole))) if whole.size else 1.0)
+    return bool(np.max(np.abs(whole - halves), initial=0.0) <= OUTPUT_TOLERANCE * scale)

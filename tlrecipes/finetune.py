@@ -1,15 +1,9 @@
-"""Fine-tuning controls Keras lacks: per-layer learning rates, gradual
-unfreezing and surgical fine-tuning.
+"""Fine-tuning controls Keras lacks: gradual unfreezing and surgical fine-tuning.
 
-Three recipes from the fine-tuning literature, each as a small verb:
+Two recipes from the fine-tuning literature, each as a small verb (the third,
+discriminative learning rates, is `tlrecipes.discriminative` with
+`tlrecipes.optimizers.with_lr_multipliers`):
 
-- **Discriminative learning rates** (ULMFiT, Howard & Ruder 2018; fastai's
-  `slice(lo, hi)`): lower layers hold more general features and should move
-  less, so each layer group gets its own learning rate, e.g. the head at the
-  base rate and each group below it 2.6 times lower.
-  `lr_multipliers(model)` computes the multipliers, `with_lr_multipliers`
-  makes any Keras optimizer apply them, and `two_phase_fit(...,
-  lr_multipliers=...)` uses them in phase 2.
 - **Gradual unfreezing** (ULMFiT): unfreeze one block per stage from the top
   down, so the new head's early, noisy gradients reach the lowest layers
   last. `gradual_unfreeze_fit`.
@@ -17,13 +11,6 @@ Three recipes from the fine-tuning literature, each as a small verb:
   matches the kind of shift (first block for input-level shifts such as a new
   image style, last block or head for a new label set), leave the rest
   frozen. `train_only` and `surgical_fit`.
-
-Keras has no per-layer learning rate (keras-team/keras #5920, #7912,
-#11934). The multiplier has to scale the *update*, not the gradient: Adam
-divides the gradient by its own running scale, so a scaled gradient leaves
-Adam's step unchanged. `with_lr_multipliers` therefore scales the learning
-rate each variable's `update_step` receives (and AdamW's decoupled weight
-decay with it), which scales the update exactly, on every backend.
 
 Changing `trainable` takes effect at the next `compile()` in Keras 3 (the
 optimizer is built for the trainable variables it first sees, and the train
@@ -33,440 +20,24 @@ of what trains.
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
-import numpy as np
 
-from tlrecipes.freezing import (
-    _apply,
-    _block_of,
-    flat_layers,
-    freeze_until,
-    is_batchnorm,
-)
-from tlrecipes.heads import HEAD_PREFIX, base_bn_training
-from tlrecipes.training import (
-    FINE_TUNE_LR,
-    _validate_data,
-    compile_args,
-    make_optimizer,
-)
+from tlrecipes.discriminative import layer_groups
+from tlrecipes.freezing import flat_layers, freeze_until, is_batchnorm, set_trainable
+from tlrecipes.heads import base_bn_training
+from tlrecipes.optimizers import make_optimizer, with_lr_multipliers
+from tlrecipes.training import FINE_TUNE_LR, compile_args
+from tlrecipes.validation import check_positive_int, validate_fit_data
 
 __all__ = [
-    "ULMFIT_FACTOR",
-    "layer_groups",
-    "lr_multipliers",
-    "with_lr_multipliers",
     "train_only",
     "surgical_fit",
     "gradual_unfreeze_fit",
     "StagedHistory",
 ]
-
-#: ULMFiT's ratio between the learning rates of two neighbouring layer groups.
-ULMFIT_FACTOR = 2.6
-
-
-# --- layer groups -------------------------------------------------------------
-
-
-def _group_key(layer: keras.layers.Layer) -> str:
-    if layer.name.startswith(HEAD_PREFIX):
-        return "head"
-    return _block_of("", layer.name)
-
-
-def layer_groups(
-    model: keras.Model, starts: Sequence[str] | None = None
-) -> dict[str, list[str]]:
-    """Splits a model's layers into ordered groups (blocks, then the head).
-
-    Discriminative rates, gradual unfreezing and surgical fine-tuning all
-    work on groups of layers rather than single layers. By default a group is
-    a run of consecutive layers that share a name prefix such as `block2`
-    (`small_convnet`, VGG) or `conv4` (ResNet), and every layer named
-    `head_*` (`add_head`) forms the group `"head"`. Layers without weights
-    (inputs, activations, pooling) join the group of the layer before them,
-    so each group has weights. Nested models are expanded.
-
-    Args:
-        model: A Keras model, e.g. one built by `add_head`.
-        starts: Names of the layers where each group starts, in model order,
-            for networks whose layer names do not follow a block pattern (or
-            to merge blocks). Each group is named after its first layer.
-            Defaults to None: groups from the layer names as above.
-
-    Returns:
-        An ordered dict `{group name: [leaf layer names]}`, input side first.
-
-    Raises:
-        ValueError: If a name in `starts` is not a layer of the model, or the
-            model has no layer with weights.
-
-    Example:
-
-    >>> from tlrecipes.finetune import layer_groups
-    >>> model = add_head(small_convnet(blocks=2, width=4), num_classes=3)
-    >>> list(layer_groups(model))
-    ['block1', 'block2', 'head']
-    """
-    leaves = flat_layers(model)
-    names = [layer.name for layer in leaves]
-    if starts is not None:
-        starts = list(starts)
-        for name in starts:
-            if name not in names:
-                close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
-                raise ValueError(
-                    f"Received an invalid value for `starts`: no layer named "
-                    f"{name!r} in model {model.name!r}. Closest names: "
-                    f"{close or names[:5]}. Fix: pass names of layers of the "
-                    "model (nested models are expanded)."
-                )
-        keys, key = [], None
-        for name in names:
-            key = name if name in starts else key
-            keys.append(key)
-    else:
-        keys = [_group_key(layer) for layer in leaves]
-    # A weightless layer goes with the next weighted layer when they share a
-    # key (head_pool -> head), else with the group before it (block1_relu).
-    following: list[str | None] = []
-    nxt = None
-    for layer, key in zip(reversed(leaves), reversed(keys), strict=True):
-        following.append(nxt)
-        if layer.weights:
-            nxt = key
-    following.reverse()
-    groups: dict[str, list[str]] = {}
-    pending: list[str] = []  # weightless layers waiting for their group
-    current = None
-    for layer, key, after in zip(leaves, keys, following, strict=True):
-        if not layer.weights and (current is None or key == after != current):
-            pending.append(layer.name)
-        elif layer.weights and key is not None:
-            if key != current and key in groups:
-                key = f"{key}#{sum(k.split('#')[0] == key for k in groups) + 1}"
-            if key != current:
-                groups[key] = pending + [layer.name]
-                pending, current = [], key
-            else:
-                groups[key].append(layer.name)
-        else:
-            groups[current].append(layer.name)
-    if not groups:
-        raise ValueError(
-            f"Model {model.name!r} has no layer with weights, so there is "
-            "nothing to group. Fix: pass a built model with trainable layers."
-        )
-    return groups
-
-
-# --- discriminative learning rates ------------------------------------------
-
-
-def lr_multipliers(
-    model: keras.Model,
-    factor: float = ULMFIT_FACTOR,
-    *,
-    lowest: float | None = None,
-    groups: Mapping[str, Sequence[str]] | None = None,
-) -> dict[str, float]:
-    """Per-layer learning-rate multipliers that fall from the head to the input.
-
-    ULMFiT's discriminative fine-tuning: the last group (the head) trains at
-    the optimizer's rate, the group below it at `1 / factor` of it, the next
-    at `1 / factor**2`, and so on, because lower layers hold general features
-    that should change least. With `lowest`, the multipliers are instead
-    spaced geometrically from `lowest` (first group) to 1 (last group), which
-    is fastai's `slice(lo, hi)` with `lo / hi = lowest`.
-
-    Args:
-        model: The model to fine-tune.
-        factor: Ratio between neighbouring groups. Defaults to 2.6 (ULMFiT).
-        lowest: Multiplier of the first group for geometric spacing; when
-            given, `factor` is ignored. Defaults to None.
-        groups: The groups, as returned by `layer_groups`. Defaults to None:
-            `layer_groups(model)`.
-
-    Returns:
-        `{layer name: multiplier}` for every layer with weights, ready for
-        `with_lr_multipliers` or `two_phase_fit(..., lr_multipliers=...)`.
-
-    Raises:
-        ValueError: If `factor` is below 1 or `lowest` is not in (0, 1].
-
-    Example:
-
-    >>> from tlrecipes.finetune import lr_multipliers
-    >>> model = add_head(small_convnet(blocks=2, width=4), num_classes=3)
-    >>> m = lr_multipliers(model, factor=2.0)
-    >>> m["block1_conv"], m["block2_conv"], m["head_output"]
-    (0.25, 0.5, 1.0)
-    """
-    if lowest is None and not (
-        isinstance(factor, (int, float))
-        and not isinstance(factor, bool)
-        and factor >= 1
-    ):
-        raise ValueError(
-            "Received an invalid value for `factor`, expected a number >= 1 (the "
-            f"ratio between neighbouring groups). Received: factor={factor!r}. "
-            "Fix: use factor=2.6 (ULMFiT)."
-        )
-    if lowest is not None and not 0 < float(lowest) <= 1:
-        raise ValueError(
-            "Received an invalid value for `lowest`, expected a multiplier in "
-            f"(0, 1]. Received: lowest={lowest!r}. Fix: e.g. lowest=0.01 for "
-            "fastai's slice(lr / 100, lr)."
-        )
-    groups = layer_groups(model) if groups is None else groups
-    n = len(groups)
-    by_name = {layer.name: layer for layer in flat_layers(model)}
-    result: dict[str, float] = {}
-    for i, members in enumerate(groups.values()):
-        below_top = n - 1 - i
-        if lowest is not None:
-            value = float(lowest) ** (below_top / (n - 1)) if n > 1 else 1.0
-        else:
-            value = float(factor) ** -below_top
-        for name in members:
-            if name in by_name and by_name[name].weights:
-                result[name] = value
-    return result
-
-
-def _check_multipliers(multipliers: Any, name: str = "multipliers") -> dict[str, float]:
-    if not isinstance(multipliers, Mapping):
-        raise TypeError(
-            f"`{name}` must be a dict of layer name (or glob pattern) -> "
-            f"multiplier. Received: {name}={type(multipliers).__name__}. Fix: "
-            "use tlrecipes.lr_multipliers(model) or e.g. {'block1_*': 0.1}."
-        )
-    checked = {}
-    for key, value in multipliers.items():
-        ok = isinstance(value, (int, float, np.floating, np.integer))
-        if not isinstance(key, str) or not ok or isinstance(value, bool):
-            raise TypeError(
-                f"`{name}` maps layer names to numbers. Received the entry "
-                f"{key!r}: {value!r}. Fix: e.g. {{'block1_conv': 0.1}}."
-            )
-        if not (math.isfinite(float(value)) and float(value) >= 0):
-            raise ValueError(
-                f"Received an invalid multiplier for {key!r}, expected a finite "
-                f"number >= 0. Received: {value!r}. Fix: use 0 to freeze a "
-                "layer's updates, 1 for the base rate."
-            )
-        checked[key] = float(value)
-    return checked
-
-
-class _LRMultipliers:
-    """Mixin: scales each variable's learning rate (so its update) by a factor.
-
-    The multiplier of a variable is found from its path (`layer/.../name`):
-    the deepest path component that a key of `lr_multipliers` names, exactly
-    or as a glob pattern, decides; variables no key matches use
-    `default_multiplier`. Layer paths survive saving and loading, so the
-    multipliers do too.
-    """
-
-    def __init__(
-        self,
-        *args: Any,
-        lr_multipliers: Mapping[str, float] | None = None,
-        default_multiplier: float = 1.0,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self._lr_multipliers = tuple(
-            _check_multipliers(lr_multipliers or {}, "lr_multipliers").items()
-        )
-        self._default_multiplier = _check_multipliers(
-            {"default_multiplier": default_multiplier}
-        )["default_multiplier"]
-        self._multiplier_cache = {}
-
-    @property
-    def lr_multipliers(self) -> dict[str, float]:
-        """The `{layer name or pattern: multiplier}` this optimizer applies."""
-        return dict(self._lr_multipliers)
-
-    def multiplier(self, variable: Any) -> float:
-        """The learning-rate multiplier this optimizer applies to `variable`."""
-        path = getattr(variable, "path", None) or getattr(variable, "name", "")
-        if path in self._multiplier_cache:
-            return self._multiplier_cache[path]
-        parts = path.split("/")[:-1] or [path]
-        exact = dict(self._lr_multipliers)
-        value = self._default_multiplier
-        for part in reversed(parts):
-            if part in exact:
-                value = exact[part]
-                break
-            matches = [
-                v for k, v in self._lr_multipliers if fnmatch.fnmatchcase(part, k)
-            ]
-            if matches:
-                value = matches[0]
-                break
-        self._multiplier_cache[path] = value
-        return value
-
-    def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        groups: dict[float, tuple[list, list]] = {}
-        for grad, variable in zip(grads, trainable_variables, strict=True):
-            grouped = groups.setdefault(self.multiplier(variable), ([], []))
-            grouped[0].append(grad)
-            grouped[1].append(variable)
-        for value, (group_grads, group_vars) in groups.items():
-            if value == 0.0:
-                continue  # a zero multiplier: no update, optimizer state kept
-            lr = (
-                learning_rate
-                if value == 1.0
-                else keras.ops.multiply(learning_rate, value)
-            )
-            super()._backend_update_step(group_grads, group_vars, lr)
-
-    def _apply_weight_decay(self, variables):
-        if self.weight_decay is None:
-            return
-        for variable in variables:
-            value = self.multiplier(variable)
-            if value and self._use_weight_decay(variable):
-                lr = keras.ops.cast(self.learning_rate, variable.dtype)
-                wd = keras.ops.cast(self.weight_decay * value, variable.dtype)
-                variable.assign(variable - variable * wd * lr)
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config["lr_multipliers"] = dict(self._lr_multipliers)
-        config["default_multiplier"] = self._default_multiplier
-        return config
-
-
-_WRAPPED: dict[type, type] = {}
-
-
-def _public_class(optimizer: keras.optimizers.Optimizer) -> type:
-    """The public optimizer class (torch swaps in a backend-specific subclass)."""
-    public = {
-        getattr(keras.optimizers, name)
-        for name in dir(keras.optimizers)
-        if isinstance(getattr(keras.optimizers, name), type)
-    }
-    for cls in type(optimizer).__mro__:
-        if cls in public or cls.__module__.split(".")[0] != "keras":
-            return cls
-    return type(optimizer)
-
-
-def _wrapped_class(cls: type) -> type:
-    if issubclass(cls, _LRMultipliers):
-        return cls
-    if cls not in _WRAPPED:
-        name = f"Discriminative{cls.__name__}"
-        wrapped = type(
-            name,
-            (_LRMultipliers, cls),
-            {
-                "__module__": __name__,
-                "__doc__": f"`{cls.__name__}` with per-layer learning-rate "
-                "multipliers (see `tlrecipes.with_lr_multipliers`).",
-            },
-        )
-        _WRAPPED[cls] = keras.saving.register_keras_serializable(package="tlrecipes")(
-            wrapped
-        )
-    return _WRAPPED[cls]
-
-
-# Registered at import, so saved models compiled with them load by name.
-for _name in ("SGD", "Adam", "AdamW", "RMSprop", "Nadam", "Adamax", "Adagrad", "Lion"):
-    if hasattr(keras.optimizers, _name):
-        _wrapped_class(getattr(keras.optimizers, _name))
-
-
-def with_lr_multipliers(
-    optimizer: str | keras.optimizers.Optimizer,
-    multipliers: Mapping[str, float],
-    *,
-    learning_rate: Any = None,
-    default_multiplier: float = 1.0,
-) -> keras.optimizers.Optimizer:
-    """Returns an optimizer that scales each layer's learning rate (discriminative LRs).
-
-    The returned optimizer is the same kind (Adam, AdamW, SGD, ...) with the
-    same settings, plus per-layer multipliers: a variable of layer `L` is
-    updated with `learning_rate * multipliers[L]`. The multiplier scales the
-    *update*: for SGD (with or without momentum) and Adam the step is exactly
-    `multiplier` times the step at the base rate, and AdamW's decoupled weight
-    decay is scaled too. (Scaling the gradient would do nothing under Adam,
-    which divides it by its own running magnitude.) A multiplier of 0 stops a
-    layer's updates without recompiling.
-
-    The optimizer is a registered class (`tlrecipes>DiscriminativeAdam`, ...):
-    a model compiled with it saves and loads with `keras.models.load_model`
-    (optimizer included, multipliers restored) once `tlrecipes` is imported.
-
-    Args:
-        optimizer: An optimizer instance (its configuration is copied; the
-            instance is not changed) or a Keras name such as `"adam"`.
-        multipliers: `{layer name: multiplier}`, e.g. from `lr_multipliers`.
-            Keys may be glob patterns (`"block1_*"`); a variable takes the
-            multiplier of the deepest layer on its path that a key matches.
-        learning_rate: Base learning rate (float or schedule). Defaults to
-            None: the optimizer's own.
-        default_multiplier: Multiplier of variables no key matches. Defaults
-            to 1.0.
-
-    Returns:
-        A new `keras.optimizers.Optimizer` of class `Discriminative<Name>`.
-
-    Raises:
-        TypeError: If `multipliers` is not a dict of names to numbers.
-        ValueError: For a negative or non-finite multiplier, or an unknown
-            optimizer name.
-
-    Example:
-
-    >>> from tlrecipes.finetune import with_lr_multipliers
-    >>> model = keras.Sequential([keras.Input((2,)),
-    ...     keras.layers.Dense(2, name="low"), keras.layers.Dense(1, name="top")])
-    >>> opt = with_lr_multipliers("sgd", {"low": 0.1}, learning_rate=0.5)
-    >>> type(opt).__name__, [opt.multiplier(w) for w in model.trainable_weights]
-    ('DiscriminativeSGD', [0.1, 0.1, 1.0, 1.0])
-    """
-    if isinstance(optimizer, str):
-        base = make_optimizer(
-            optimizer, 1e-3 if learning_rate is None else learning_rate
-        )
-    elif isinstance(optimizer, keras.optimizers.Optimizer):
-        rate = learning_rate
-        if rate is None:
-            config = optimizer.get_config()
-            rate = config["learning_rate"]
-            if isinstance(rate, dict):
-                rate = keras.optimizers.schedules.deserialize(rate)
-        base = make_optimizer(optimizer, rate)
-    else:
-        raise TypeError(
-            "`optimizer` must be a name or a keras.optimizers.Optimizer. "
-            f"Received: optimizer={type(optimizer).__name__}. Fix: e.g. 'adam'."
-        )
-    multipliers = _check_multipliers(multipliers)
-    config = base.get_config()
-    config["lr_multipliers"] = multipliers
-    config["default_multiplier"] = default_multiplier
-    if isinstance(config.get("learning_rate"), dict):
-        config["learning_rate"] = base._learning_rate  # the schedule object
-    return _wrapped_class(_public_class(base))(**config)
 
 
 # --- choosing what trains -----------------------------------------------------
@@ -536,9 +107,12 @@ def train_only(
     Example:
 
     >>> from tlrecipes.finetune import train_only
-    >>> model = add_head(small_convnet(blocks=3, width=4), num_classes=3)
+    >>> base = keras.Sequential([keras.Input((8, 8, 1))] + [
+    ...     keras.layers.Conv2D(4, 3, padding="same", name=f"block{i}_conv")
+    ...     for i in range(1, 4)], name="base")
+    >>> model = add_head(base, num_classes=3)
     >>> _ = train_only(model, "middle")
-    >>> sorted({w.path.split("/")[0] for w in model.trainable_weights})
+    >>> [layer.name for layer in flat_layers(model) if layer.trainable_weights]
     ['block2_conv']
     """
     groups = layer_groups(model) if groups is None else groups
@@ -549,7 +123,7 @@ def train_only(
         or (train_bn and is_batchnorm(leaf))
         for leaf in flat_layers(model)
     ]
-    _apply(model, flags)
+    set_trainable(model, flags)
     return model
 
 
@@ -577,15 +151,6 @@ def _no_epochs(fit_kwargs: dict[str, Any]) -> None:
                 f"`{key}` is set by this helper. Received: {key}="
                 f"{fit_kwargs[key]!r}. Fix: use the helper's own epoch arguments."
             )
-
-
-def _positive(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(
-            f"Received an invalid value for `{name}`, expected a positive integer. "
-            f"Received: {name}={value!r}. Fix: e.g. {name}=1."
-        )
-    return int(value)
 
 
 def surgical_fit(
@@ -644,21 +209,24 @@ def surgical_fit(
     Example:
 
     >>> from tlrecipes.finetune import surgical_fit
-    >>> model = add_head(small_convnet(blocks=2, width=4), num_classes=3)
-    >>> x, y = np.random.rand(16, 28, 28, 1).astype("float32"), np.arange(16) % 3
-    >>> conv2 = model.get_layer("convnet").get_layer("block2_conv")
+    >>> base = keras.Sequential([keras.Input((8, 8, 1))] + [
+    ...     keras.layers.Conv2D(4, 3, padding="same", name=f"block{i}_conv")
+    ...     for i in range(1, 3)], name="base")
+    >>> model = add_head(base, num_classes=3)
+    >>> x, y = np.random.rand(16, 8, 8, 1).astype("float32"), np.arange(16) % 3
+    >>> conv2 = base.get_layer("block2_conv")
     >>> before = keras.ops.convert_to_numpy(conv2.kernel)
     >>> h = surgical_fit(model, x, y, block="first", epochs=1, verbose=0)
     >>> after = keras.ops.convert_to_numpy(conv2.kernel)
     >>> bool((before == after).all())
     True
     """
-    epochs = _positive(epochs, "epochs")
+    epochs = check_positive_int(epochs, "epochs")
     _no_epochs(fit_kwargs)
     if train_bn is None:
         train_bn = base_bn_training(model)
     compiled = compile_args(model, y)
-    _validate_data(model, x, y, validation_data, compiled["loss"])  # safety.py
+    validate_fit_data(model, x, y, validation_data, compiled["loss"])  # safety.py
     blocks = [block] if isinstance(block, str) else list(block)
     if train_head and "head" not in blocks:
         blocks.append("head")
@@ -767,13 +335,16 @@ def gradual_unfreeze_fit(
     Example:
 
     >>> from tlrecipes.finetune import gradual_unfreeze_fit
-    >>> model = add_head(small_convnet(blocks=2, width=4), num_classes=3)
-    >>> x, y = np.random.rand(16, 28, 28, 1).astype("float32"), np.arange(16) % 3
+    >>> base = keras.Sequential([keras.Input((8, 8, 1))] + [
+    ...     keras.layers.Conv2D(4, 3, padding="same", name=f"block{i}_conv")
+    ...     for i in range(1, 3)], name="base")
+    >>> model = add_head(base, num_classes=3)
+    >>> x, y = np.random.rand(16, 8, 8, 1).astype("float32"), np.arange(16) % 3
     >>> h = gradual_unfreeze_fit(model, x, y, verbose=0)
     >>> [(s["first_epoch"], s["unfreeze_from"]) for s in h.stages]
     [(0, 'block2_conv'), (1, 'block1_conv')]
     """
-    epochs_per_stage = _positive(epochs_per_stage, "epochs_per_stage")
+    epochs_per_stage = check_positive_int(epochs_per_stage, "epochs_per_stage")
     _no_epochs(fit_kwargs)
     stages = _default_stages(model) if stages is None else list(stages)
     if not stages:
@@ -785,7 +356,7 @@ def gradual_unfreeze_fit(
     if train_bn is None:
         train_bn = base_bn_training(model)
     compiled = compile_args(model, y)
-    _validate_data(model, x, y, validation_data, compiled["loss"])  # safety.py
+    validate_fit_data(model, x, y, validation_data, compiled["loss"])  # safety.py
     result = StagedHistory()
     result.set_model(model)
     iterations = 0

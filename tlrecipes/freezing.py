@@ -9,8 +9,12 @@ trip people up again and again:
    pretrained base when the new batches are small or come from another
    distribution. The helpers here therefore keep BatchNormalization frozen by
    default, even in the part of the network that is fine-tuned (the Keras
-   guide's advice; in Keras 3 a `base(x, training=False)` call does *not*
-   protect it once the base is unfrozen, see ../shared/REFERENCES.md).
+   guide's advice). In Keras 3 (checked on 3.15.1, all three backends) a
+   `base(x, training=False)` call does *not* protect it once the base is
+   unfrozen: the functional model passes the outer `training=True` over the
+   value recorded at the call, so an unfrozen BatchNorm updates its moving
+   statistics during `fit`. Keeping the BatchNorm layers themselves frozen
+   is what keeps them in inference mode.
 2. A model built around a `keras.applications` base nests that base as a single
    layer, so `model.layers[100:]` does not reach into it. `freeze_until` walks
    nested models and counts their layers in order.
@@ -37,6 +41,9 @@ __all__ = [
     "trainable_summary",
     "TrainableSummary",
     "is_batchnorm",
+    "block_of",
+    "layer_index",
+    "set_trainable",
 ]
 
 
@@ -109,8 +116,12 @@ def _containers(model: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
             yield layer
 
 
-def _apply(model: keras.Model, trainable: list[bool]) -> None:
-    """Sets each leaf's flag and makes containers trainable iff a child is."""
+def set_trainable(model: keras.Model, trainable: list[bool]) -> None:
+    """Sets the flag of each leaf of `flat_layers(model)`, in order.
+
+    Containers (nested models) end trainable iff one of their leaves is, since
+    a container's flag gates its children.
+    """
     # A container's flag gates its children, so open every container first
     # (explicitly: Keras does not always recurse when the top flag is already
     # True), then set leaves one by one, then close fully-frozen containers.
@@ -153,7 +164,7 @@ def freeze(model: keras.Model, train_bn: bool = False) -> keras.Model:
     """
     _check_model(model, "freeze")
     leaves = flat_layers(model)
-    _apply(model, [bool(train_bn and is_batchnorm(layer)) for layer in leaves])
+    set_trainable(model, [bool(train_bn and is_batchnorm(layer)) for layer in leaves])
     return model
 
 
@@ -179,6 +190,20 @@ def unfreeze(model: keras.Model, train_bn: bool = False) -> keras.Model:
     """
     _check_model(model, "unfreeze")
     return freeze_until(model, 0, train_bn=train_bn)
+
+
+def layer_index(model: keras.Model, layer: int | str) -> int:
+    """Index into `flat_layers(model)` of a layer given by name or index.
+
+    A nested model's name stands for its first layer; negative indices count
+    from the end.
+
+    Raises:
+        ValueError: For an unknown name (with the closest names) or an index
+            out of range.
+        TypeError: For anything but a name or an integer.
+    """
+    return _resolve(model, flat_layers(model), layer)
 
 
 def _resolve(model: keras.Model, leaves: list, layer: int | str) -> int:
@@ -264,14 +289,15 @@ def freeze_until(
         (i >= start and not is_batchnorm(leaf)) or (train_bn and is_batchnorm(leaf))
         for i, leaf in enumerate(leaves)
     ]
-    _apply(model, flags)
+    set_trainable(model, flags)
     return model
 
 
 _BLOCK = re.compile(r"^([A-Za-z]+_?\d+)")
 
 
-def _block_of(path: str, name: str) -> str:
+def block_of(path: str, name: str) -> str:
+    """The block a layer belongs to, read from its name (`block2_conv` -> `block2`)."""
     match = _BLOCK.match(name)
     key = match.group(1) if match else name.split("_")[0]
     return f"{path}{key}"
@@ -372,7 +398,7 @@ def trainable_summary(model: keras.Model) -> TrainableSummary:
     _check_model(model, "trainable_summary")
     rows: dict[str, dict] = {}
     for path, leaf in _walk(model):
-        key = _block_of(path, leaf.name)
+        key = block_of(path, leaf.name)
         row = rows.setdefault(
             key,
             {

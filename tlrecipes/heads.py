@@ -3,17 +3,28 @@
 The model is `Input -> [preprocessing] -> base(x, training=False) -> pooling ->
 Dropout -> [hidden Dense] -> Dense`. The base stays one nested layer (so
 `model.get_layer(base.name)` returns it and saving keeps its structure), and
-every head layer is named `head_*`, which is how `two_phase_fit` and
-`freeze_until` find where the head starts without being told.
+every head layer is named `head_*`: the run of `head_*` layers at the end of
+the model is how `two_phase_fit` finds where the head starts without being
+told.
+
+The last layer outputs **logits**, as the Keras guide's own models do, and
+every loss tlrecipes picks is computed from logits (`from_logits=True`). On
+probabilities, Keras's crossentropy clips them to [1e-7, 1 - 1e-7] on jax and
+torch (not on TensorFlow), so an example whose true class falls below 1e-7
+gets no gradient and a saturating head stops learning. `predict_proba(model,
+x)` gives probabilities.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import keras
+import numpy as np
 
 from tlrecipes.freezing import flat_layers, freeze, is_batchnorm
+from tlrecipes.validation import check_positive_int
 
 __all__ = [
     "add_head",
@@ -21,7 +32,10 @@ __all__ = [
     "RepeatChannels",
     "head_layers",
     "find_base",
+    "find_head_start",
     "base_bn_training",
+    "outputs_logits",
+    "predict_proba",
 ]
 
 HEAD_PREFIX = "head_"
@@ -49,7 +63,9 @@ class RepeatChannels(keras.layers.Layer):
 
     def __init__(self, channels: int = 3, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.channels = _positive_int(channels, "channels", "use channels=3 for RGB.")
+        self.channels = check_positive_int(
+            channels, "channels", "use channels=3 for RGB."
+        )
 
     def call(self, inputs):
         return keras.ops.repeat(inputs, self.channels, axis=-1)
@@ -92,15 +108,6 @@ def _match_base(x, base: keras.Model):
     return x
 
 
-def _positive_int(value: object, name: str, fix: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"Received an invalid value for `{name}`, expected a positive "
-            f"integer. Received: {name}={value!r}. Fix: {fix}"
-        )
-    return value
-
-
 def add_head(
     base: keras.Model,
     num_classes: int,
@@ -117,15 +124,18 @@ def add_head(
 
     The base is called with `training=False` and returned **frozen**, ready for
     the first phase of transfer learning (train the head on frozen features).
-    When the base outputs a feature map it is pooled to a vector. The output
-    layer is kept in float32 so the head stays stable under mixed precision.
+    When the base outputs a feature map it is pooled to a vector. The last
+    layer, `head_logits`, outputs logits (no softmax: see the module
+    docstring) in float32, so the head stays stable under mixed precision;
+    `predict_proba` turns them into probabilities.
 
     Args:
         base: The feature extractor: any Keras model, e.g.
             `keras.applications.MobileNetV2(include_top=False)` or
             `tlrecipes.small_convnet()`.
-        num_classes: Number of classes. 1 gives a single sigmoid unit (binary
-            classification); 2 or more give a softmax layer.
+        num_classes: Number of classes (a NumPy integer such as `y.max() + 1`
+            is fine). 1 gives a single logit (binary classification); 2 or
+            more give one logit per class.
         dropout: Dropout rate before the classifier; 0 disables it. Defaults to
             0.2, as in the Keras guide.
         hidden_units: Sizes of optional ReLU Dense layers between pooling and
@@ -174,7 +184,9 @@ def add_head(
             f"base={type(base).__name__}. Fix: wrap the layers in keras.Sequential "
             "or pass a keras.applications model built with include_top=False."
         )
-    _positive_int(num_classes, "num_classes", "use 1 for binary, 2+ for multi-class.")
+    num_classes = check_positive_int(
+        num_classes, "num_classes", "use 1 for binary, 2+ for multi-class."
+    )
     if pooling not in ("avg", "max", "flatten"):
         raise ValueError(
             "Received an invalid value for `pooling`, expected 'avg', 'max' or "
@@ -186,8 +198,10 @@ def add_head(
             f"Received: dropout={dropout!r}. Fix: use e.g. dropout=0.2, or 0 to "
             "disable it."
         )
-    for units in hidden_units:
-        _positive_int(units, "hidden_units", "give a list of positive layer sizes.")
+    hidden_units = [
+        check_positive_int(units, "hidden_units", "give a list of positive sizes.")
+        for units in hidden_units
+    ]
     if input_shape is None:
         try:
             input_shape = tuple(base.input_shape[1:])
@@ -227,9 +241,8 @@ def add_head(
         x = keras.layers.Dense(
             units, activation="relu", name=f"{HEAD_PREFIX}dense_{i}"
         )(x)
-    activation = "sigmoid" if num_classes == 1 else "softmax"
     outputs = keras.layers.Dense(
-        num_classes, activation=activation, dtype="float32", name=f"{HEAD_PREFIX}output"
+        num_classes, dtype="float32", name=f"{HEAD_PREFIX}logits"
     )(x)
     model = keras.Model(inputs, outputs, name=name or f"{base.name}_transfer")
     freeze(base, train_bn=bn_training)
@@ -237,8 +250,49 @@ def add_head(
 
 
 def head_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """Returns the top-level layers whose names start with `head_`."""
-    return [layer for layer in model.layers if layer.name.startswith(HEAD_PREFIX)]
+    """Returns the head: the run of top-level `head_*` layers that ends the model.
+
+    Only the trailing run counts, so a base with a layer of its own named
+    `head_conv` (nested, or earlier in a flat model) is never taken for the
+    head.
+
+    Example:
+
+    >>> base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name="b")
+    >>> [layer.name for layer in head_layers(add_head(base, 2))]
+    ['head_dropout', 'head_logits']
+    """
+    layers = list(model.layers)
+    start = len(layers)
+    while start > 0 and layers[start - 1].name.startswith(HEAD_PREFIX):
+        start -= 1
+    return layers[start:]
+
+
+def find_head_start(model: keras.Model) -> int:
+    """Index into `flat_layers(model)` of the first head layer.
+
+    Raises:
+        ValueError: When the model does not end with `head_*` layers (the
+            message says how to name the head instead).
+
+    Example:
+
+    >>> base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name="b")
+    >>> model = add_head(base, 2)
+    >>> flat_layers(model)[find_head_start(model)].name
+    'head_dropout'
+    """
+    head = head_layers(model)
+    if not head:
+        raise ValueError(
+            f"Cannot tell where the head of model {model.name!r} starts: its last "
+            f"top-level layers are not named {HEAD_PREFIX!r}*. Fix: build the "
+            "model with tlrecipes.add_head, or pass head_start=<name or index of "
+            "the first head layer>."
+        )
+    flat = flat_layers(model)
+    return next(i for i, layer in enumerate(flat) if layer is head[0])
 
 
 def find_base(model: keras.Model) -> keras.Model | None:
@@ -261,3 +315,48 @@ def base_bn_training(model: keras.Model) -> bool:
         and all(bn.trainable for bn in bns)
         and not any(layer.trainable for layer in others)
     )
+
+
+def outputs_logits(model: keras.Model) -> bool:
+    """True when the model's last layer is linear (no activation): it outputs logits."""
+    last = model.layers[-1]
+    activation = getattr(getattr(last, "activation", None), "__name__", None)
+    return activation == "linear"
+
+
+def predict_proba(
+    model: keras.Model, x: Any, *, batch_size: int | None = None, verbose: Any = 0
+) -> np.ndarray:
+    """Class probabilities from a model whose last layer outputs logits.
+
+    `add_head` models output logits (see the module docstring); this is the
+    one way to read probabilities from them: softmax over the classes, or a
+    sigmoid for a single output unit. A model that already ends in softmax or
+    sigmoid is returned as it predicts. To deploy a model that outputs
+    probabilities, wrap it: `keras.Sequential([model, keras.layers.Softmax()])`.
+
+    Args:
+        model: A Keras classifier.
+        x: Inputs, as for `model.predict`.
+        batch_size: Passed to `model.predict`. Defaults to None (32).
+        verbose: Passed to `model.predict`. Defaults to 0 (silent).
+
+    Returns:
+        A NumPy array of probabilities, shape `(n, num_classes)` (or `(n, 1)`
+        for one output unit), rows summing to 1 for several classes.
+
+    Example:
+
+    >>> base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name="b")
+    >>> p = predict_proba(add_head(base, 3), np.ones((2, 4), "float32"))
+    >>> p.shape, bool(np.allclose(p.sum(axis=1), 1.0))
+    ((2, 3), True)
+    """
+    out = model.predict(x, batch_size=batch_size, verbose=verbose)
+    if not outputs_logits(model):
+        return np.asarray(out)
+    out = np.asarray(out, dtype="float64")
+    if out.shape[-1] == 1:
+        return (1.0 / (1.0 + np.exp(-out))).astype("float32")
+    e = np.exp(out - out.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)).astype("float32")

@@ -12,15 +12,15 @@ activation memory. Which 16-bit type depends on the hardware:
   in a `LossScaleOptimizer` by itself).
 
 The classifier's output stays float32 in every case (`add_head` builds
-`head_output` with `dtype="float32"`; `with_precision` keeps the output layers
-in float32): a softmax computed in 16 bits rounds small probabilities to 0 and
-the loss to inf.
+`head_logits` with `dtype="float32"`; `with_precision` keeps the output
+layers in float32): logits or a softmax computed in 16 bits round small
+probabilities to 0 and the loss to inf.
 
 Keras reads the policy when a layer is *built*, so set it before building the
 model (`set_precision`), or convert a model that already exists, such as a
 loaded source model saved in float32 (`with_precision`). Compilation is a
-`compile()` argument: `two_phase_fit(..., jit_compile=True)` passes it to both
-phases.
+`compile()` argument: compile the model with `jit_compile=True` before
+`two_phase_fit`, which reuses the model's compile options in both phases.
 """
 
 from __future__ import annotations

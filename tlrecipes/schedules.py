@@ -4,17 +4,19 @@
   a cosine warm-up from `max_lr / div_factor` to `max_lr`, then a cosine
   anneal to almost zero. The high middle acts as a regulariser; the low end
   settles the weights.
-- `WarmupCosine`: linear warm-up to `peak_lr`, then cosine decay to
-  `final_lr`: the schedule most vision and language fine-tuning recipes use.
+- Linear warm-up then cosine decay, the schedule most fine-tuning recipes
+  use, is Keras's own: `keras.optimizers.schedules.CosineDecay(
+  initial_learning_rate=0.0, warmup_target=peak, warmup_steps=w,
+  decay_steps=total - w)`.
 - `lr_find`: Smith's LR range test (fastai's `lr_find`): train for a few
   hundred steps while the rate grows exponentially, plot the smoothed loss
   against the rate, and read off a rate from where the loss falls fastest.
   The model's weights and optimizer are put back afterwards.
 
-Both schedules are `keras.optimizers.schedules.LearningRateSchedule`
-subclasses registered with Keras, so an optimizer holding one saves and loads
-with the model, and `two_phase_fit(head_lr=..., fine_tune_lr=...)` takes
-them in either phase (each phase's optimizer counts its steps from 0).
+`OneCycle` is a `keras.optimizers.schedules.LearningRateSchedule` registered
+with Keras, so an optimizer holding one saves and loads with the model, and
+`two_phase_fit(head_lr=..., fine_tune_lr=...)` takes it (or any Keras
+schedule) in either phase (each phase's optimizer counts its steps from 0).
 """
 
 from __future__ import annotations
@@ -27,38 +29,31 @@ import keras
 import numpy as np
 
 from tlrecipes.checkpoint import arrays_of, assign
-from tlrecipes.training import _validate_data, compile_args, make_optimizer
+from tlrecipes.optimizers import make_optimizer
+from tlrecipes.training import compile_args
+from tlrecipes.validation import (
+    check_positive_int,
+    check_positive_number,
+    validate_fit_data,
+)
 
-__all__ = ["OneCycle", "WarmupCosine", "lr_find", "LRFinderResult", "LR_FIND_RULES"]
+__all__ = ["OneCycle", "lr_find", "LRFinderResult", "LR_FIND_RULES"]
 
 #: Rules `lr_find` can suggest a learning rate by.
 LR_FIND_RULES = ("valley", "steepest", "min/10")
 
 
-def _positive_number(value: Any, name: str, fix: str) -> float:
-    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(
-        value, bool
-    )
-    if not ok or not math.isfinite(float(value)) or float(value) <= 0:
-        raise ValueError(
-            f"Received an invalid value for `{name}`, expected a positive number. "
-            f"Received: {name}={value!r}. Fix: {fix}"
-        )
-    return float(value)
-
-
 def _steps(value: Any, name: str, minimum: int = 1) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, np.integer))
-        or value < minimum
-    ):
+    fix = "count optimizer steps, e.g. epochs * ceil(len(x) / batch_size)."
+    if minimum <= 1:
+        return check_positive_int(value, name, fix)
+    count = check_positive_int(value, name, fix)
+    if count < minimum:
         raise ValueError(
             f"Received an invalid value for `{name}`, expected an integer >= "
-            f"{minimum}. Received: {name}={value!r}. Fix: count optimizer steps, "
-            "e.g. epochs * ceil(len(x) / batch_size)."
+            f"{minimum}. Received: {name}={value!r}. Fix: e.g. {name}=100."
         )
-    return int(value)
+    return count
 
 
 def _cosine(start, end, progress):
@@ -111,7 +106,7 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         name: str = "one_cycle",
     ) -> None:
         super().__init__()
-        self.max_lr = _positive_number(max_lr, "max_lr", "e.g. max_lr=1e-3.")
+        self.max_lr = check_positive_number(max_lr, "max_lr", "e.g. max_lr=1e-3.")
         self.total_steps = _steps(total_steps, "total_steps")
         if not (isinstance(pct_start, (int, float)) and 0 <= float(pct_start) < 1):
             raise ValueError(
@@ -119,8 +114,8 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
                 f"[0, 1). Received: pct_start={pct_start!r}. Fix: e.g. 0.25."
             )
         self.pct_start = float(pct_start)
-        self.div_factor = _positive_number(div_factor, "div_factor", "e.g. 25.")
-        self.final_div_factor = _positive_number(
+        self.div_factor = check_positive_number(div_factor, "div_factor", "e.g. 25.")
+        self.final_div_factor = check_positive_number(
             final_div_factor, "final_div_factor", "e.g. 1e4."
         )
         self.name = name
@@ -151,91 +146,6 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
             "pct_start": self.pct_start,
             "div_factor": self.div_factor,
             "final_div_factor": self.final_div_factor,
-            "name": self.name,
-        }
-
-
-@keras.saving.register_keras_serializable(package="tlrecipes")
-class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to a peak rate, then cosine decay to a final rate.
-
-    The rate grows linearly from `initial_lr` at step 0 to `peak_lr` at
-    `warmup_steps`, then follows a half cosine down to `final_lr` at
-    `total_steps`, and stays there. Warm-up keeps the first steps (when Adam's
-    moment estimates and a new head are unreliable) from wrecking pretrained
-    weights. Keras's own `CosineDecay(warmup_target=..., warmup_steps=...)`
-    computes the same curve but counts its `decay_steps` after the warm-up;
-    here `total_steps` is the whole run, as in `OneCycle`.
-
-    Args:
-        peak_lr: The rate at the end of the warm-up.
-        total_steps: Optimizer steps of the whole schedule (warm-up included).
-        warmup_steps: Steps of linear warm-up. Defaults to 0 (pure cosine).
-        initial_lr: Rate at step 0. Defaults to 0.
-        final_lr: Rate at `total_steps` and after. Defaults to 0.
-        name: Name of the schedule. Defaults to `"warmup_cosine"`.
-
-    Raises:
-        ValueError: For a non-positive `peak_lr` or `total_steps`, negative
-            rates, or `warmup_steps` outside [0, total_steps].
-
-    Example:
-
-    >>> from tlrecipes.schedules import WarmupCosine
-    >>> s = WarmupCosine(1e-3, total_steps=110, warmup_steps=10)
-    >>> [round(float(s(step)), 8) for step in (0, 5, 10, 60, 110)]
-    [0.0, 0.0005, 0.001, 0.0005, 0.0]
-    """
-
-    def __init__(
-        self,
-        peak_lr: float,
-        total_steps: int,
-        warmup_steps: int = 0,
-        initial_lr: float = 0.0,
-        final_lr: float = 0.0,
-        name: str = "warmup_cosine",
-    ) -> None:
-        super().__init__()
-        self.peak_lr = _positive_number(peak_lr, "peak_lr", "e.g. peak_lr=1e-3.")
-        self.total_steps = _steps(total_steps, "total_steps")
-        self.warmup_steps = _steps(warmup_steps, "warmup_steps", minimum=0)
-        if self.warmup_steps > self.total_steps:
-            raise ValueError(
-                "Received an invalid value for `warmup_steps`, expected at most "
-                f"total_steps={self.total_steps}. Received: warmup_steps="
-                f"{warmup_steps!r}. Fix: e.g. warmup_steps=total_steps // 10."
-            )
-        for key, value in (("initial_lr", initial_lr), ("final_lr", final_lr)):
-            if not (isinstance(value, (int, float)) and float(value) >= 0):
-                raise ValueError(
-                    f"Received an invalid value for `{key}`, expected a number "
-                    f">= 0. Received: {key}={value!r}. Fix: e.g. {key}=0."
-                )
-        self.initial_lr = float(initial_lr)
-        self.final_lr = float(final_lr)
-        self.name = name
-
-    def __call__(self, step):
-        step = keras.ops.cast(step, "float32")
-        warm = float(self.warmup_steps)
-        rising = self.initial_lr + (self.peak_lr - self.initial_lr) * step / max(
-            warm, 1.0
-        )
-        falling = _cosine(
-            self.peak_lr,
-            self.final_lr,
-            (step - warm) / max(self.total_steps - warm, 1.0),
-        )
-        return keras.ops.where(step < warm, rising, falling)
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "peak_lr": self.peak_lr,
-            "total_steps": self.total_steps,
-            "warmup_steps": self.warmup_steps,
-            "initial_lr": self.initial_lr,
-            "final_lr": self.final_lr,
             "name": self.name,
         }
 
@@ -426,14 +336,17 @@ def lr_find(
     Example:
 
     >>> from tlrecipes.schedules import lr_find
-    >>> model = add_head(small_convnet(blocks=1, width=4), num_classes=3)
-    >>> x, y = np.random.rand(64, 28, 28, 1).astype("float32"), np.arange(64) % 3
+    >>> base = keras.Sequential([keras.Input((8, 8, 1))] + [
+    ...     keras.layers.Conv2D(4, 3, padding="same", name=f"block{i}_conv")
+    ...     for i in range(1, 2)], name="base")
+    >>> model = add_head(base, num_classes=3)
+    >>> x, y = np.random.rand(64, 8, 8, 1).astype("float32"), np.arange(64) % 3
     >>> result = lr_find(model, x, y, num_steps=20, end_lr=1.0)
     >>> 1e-7 <= result.suggestion <= 1.0, result.rule
     (True, 'valley')
     """
-    start_lr = _positive_number(start_lr, "start_lr", "e.g. start_lr=1e-7.")
-    end_lr = _positive_number(end_lr, "end_lr", "e.g. end_lr=10.")
+    start_lr = check_positive_number(start_lr, "start_lr", "e.g. start_lr=1e-7.")
+    end_lr = check_positive_number(end_lr, "end_lr", "e.g. end_lr=10.")
     if end_lr <= start_lr:
         raise ValueError(
             "Received an invalid learning-rate range, expected start_lr < end_lr. "
@@ -447,7 +360,7 @@ def lr_find(
             f"Received: rule={rule!r}. Fix: use rule='valley'."
         )
     compiled = compile_args(model, y)
-    _validate_data(model, x, y, None, compiled["loss"])  # bad input never trains
+    validate_fit_data(model, x, y, None, compiled["loss"])  # bad input never trains
     was_compiled = (
         bool(getattr(model, "compiled", False)) and model.optimizer is not None
     )
@@ -493,7 +406,7 @@ def lr_find(
         raise ValueError(
             f"The loss was not finite from the first steps of the sweep "
             f"(start_lr={start_lr}). Fix: lower start_lr, or check the inputs "
-            "and labels (tlrecipes.safety)."
+            "and labels (tlrecipes.validation)."
         )
     suggestions = _suggest(tested[finite], curve[finite])
     result = LRFinderResult(
