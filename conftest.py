@@ -1,4 +1,4 @@
-"""Root conftest: doctests in tlrecipes/ see the public API and run quietly."""
+"""Root conftest: doctests in tlrecipes/ see the public API (kit and lab), quietly."""
 
 import os
 
@@ -15,7 +15,9 @@ def _doctest_namespace(doctest_namespace):
     import numpy as np
 
     import tlrecipes
+    from tlrecipes import lab
 
     keras.utils.set_random_seed(0)
     doctest_namespace.update({name: getattr(tlrecipes, name) for name in tlrecipes.__all__})
+    doctest_namespace.update({name: getattr(lab, name) for name in lab.__all__})
     doctest_namespace.update({"keras": keras, "np": np})

@@ -7,7 +7,7 @@ import sys
 import keras
 import pytest
 
-from tlrecipes.cli import main
+from tlrecipes.lab.cli import main
 
 
 def test_advise_prints_recipe_reason_command_and_basis(capsys):

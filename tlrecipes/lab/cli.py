@@ -141,7 +141,7 @@ def _count_per_class(data_dir: str) -> int:
 
 
 def _advise(args: argparse.Namespace) -> int:
-    from tlrecipes.advice import advise
+    from tlrecipes.lab.advice import advise
 
     n = args.images_per_class
     if args.data_dir:
@@ -219,7 +219,7 @@ def _set_backend(backend: str | None, argv: Sequence[str] | None) -> int | None:
 
 
 def _study(args: argparse.Namespace) -> int:
-    from tlrecipes.study import StudyError, run_study
+    from tlrecipes.lab.study import StudyError, run_study
 
     try:
         run_study(
@@ -246,7 +246,7 @@ def _study(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from tlrecipes.study import run_demo
+    from tlrecipes.lab.demo import run_demo
 
     run_demo(images_per_class=args.images_per_class, seed=args.seed)
     return 0
