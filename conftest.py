@@ -1,4 +1,4 @@
-"""Root conftest: doctests in tlrecipes/ see the public API and run quietly."""
+"""Root conftest: doctests in tlrecipes/ see the public API (kit and lab), quietly."""
 
 import os
 

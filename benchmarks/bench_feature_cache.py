@@ -42,7 +42,7 @@ from pathlib import Path
 
 
 def _source(task: str):
-    from tlrecipes import load_source_model, train_source_model
+    from tlrecipes.lab import load_source_model, train_source_model
 
     try:
         return load_source_model(task), "load_source_model"
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from tlrecipes import add_head, two_phase_fit
-    from tlrecipes.tasks import get_task
+    from tlrecipes.lab import get_task
 
     task_name = "fashion_a_to_b"
     source, how = _source(task_name)

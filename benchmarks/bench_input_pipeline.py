@@ -41,12 +41,10 @@ import numpy as np  # noqa: E402
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
-from tlrecipes import datasets  # noqa: E402
-from tlrecipes.datasets import (  # noqa: E402
-    load_fashion_mnist,
-    load_image_folder,
-    to_backbone_input,
-)
+from tlrecipes.lab import idx_files  # noqa: E402
+from tlrecipes.lab.backbone_input import to_backbone_input  # noqa: E402
+from tlrecipes.lab.folders import load_image_folder  # noqa: E402
+from tlrecipes.lab.offline_data import load_fashion_mnist  # noqa: E402
 
 
 def small_cnn(input_shape=(28, 28, 1), num_classes=10) -> keras.Model:
@@ -137,7 +135,7 @@ def main() -> None:
     mobile_name = f"frozen MobileNetV2 forward, 96x96x3, batch {batch}"
 
     # --- the loaders --------------------------------------------------------
-    datasets._read_idx_cached.cache_clear()
+    idx_files._read_idx_cached.cache_clear()
     start = time.perf_counter()
     data = load_fashion_mnist()
     cold = time.perf_counter() - start

@@ -3,7 +3,7 @@
 Runs the command in a subprocess on a fresh output folder, the way a user
 runs it, twice:
 
-1. `shipped source`: the source models shipped in `tlrecipes/weights/` are
+1. `shipped source`: the source models shipped in `tlrecipes/lab/weights/` are
    loaded (the normal case);
 2. `no cached source`: an empty `TLRECIPES_CACHE_DIR` and the quick source
    config (`{"epochs": 1}`, what `--quick` trains when no source model is

@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import keras
 
-    from tlrecipes import add_head, load_source_model, two_phase_fit
+    from tlrecipes import add_head, two_phase_fit
     from tlrecipes.freezing import is_batchnorm
-    from tlrecipes.tasks import get_task
+    from tlrecipes.lab import get_task, load_source_model
 
     head_epochs, fine_tune_epochs, batch_size = 3, 3, 32
     source = load_source_model("fashion_a_to_b")

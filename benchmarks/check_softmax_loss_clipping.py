@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from keras import ops
 
     import tlrecipes as tl
+    from tlrecipes import lab
 
     def unclipped(y_true, y_pred):
         """-log p(true class), clipped at the smallest normal float32 only."""
@@ -57,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         return -ops.log(ops.clip(p, TINY, 1.0))
 
     backend = keras.backend.backend()
-    task = tl.get_task("fashion_to_mnist")
-    source = tl.load_source_model("fashion_to_mnist")
+    task = lab.get_task("fashion_to_mnist")
+    source = lab.load_source_model("fashion_to_mnist")
     data = task.target_data()
     x_test = data.x_test.astype("float32") / 255.0
     rows = []
@@ -66,11 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, loss in [("keras", "sparse_categorical_crossentropy"),
                            ("unclipped", unclipped)]:  # fmt: skip
             keras.utils.set_random_seed(seed)
-            x, y = tl.sample_per_class(data.x_train, data.y_train, 10, seed)
+            x, y = lab.sample_per_class(data.x_train, data.y_train, 10, seed)
             x = x.astype("float32") / 255.0
-            base = tl.cut_after_block(source.copy_base(), 3)
+            base = lab.cut_after_block(source.copy_base(), 3)
             model = tl.add_head(
-                base, 10, pooling="flatten", dropout=tl.TrainConfig().dropout
+                base, 10, pooling="flatten", dropout=lab.TrainConfig().dropout
             )
             model.compile(
                 optimizer=tl.make_optimizer("adam", 1e-2),

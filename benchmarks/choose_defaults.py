@@ -51,12 +51,12 @@ def run_cell(task_name: str, size: int, seed: int, quick: bool) -> list[dict]:
     import keras
 
     from tlrecipes import add_head, two_phase_fit
-    from tlrecipes.experiments import (
+    from tlrecipes.lab import (
+        get_task,
         load_source_model,
         scratch_twin,
         train_source_model,
     )
-    from tlrecipes.tasks import get_task
 
     head_lrs = HEAD_LRS[::2] if quick else HEAD_LRS
     fine_lrs = FINE_TUNE_LRS[1:2] if quick else FINE_TUNE_LRS

@@ -75,9 +75,8 @@ def run_cell(task_name: str, seed: int, quick: bool, lr: float) -> list[dict]:
     import numpy as np
 
     from tlrecipes import add_head, two_phase_fit
-    from tlrecipes.experiments import load_source_model, train_source_model
     from tlrecipes.finetune import gradual_unfreeze_fit, lr_multipliers, surgical_fit
-    from tlrecipes.tasks import get_task
+    from tlrecipes.lab import get_task, load_source_model, train_source_model
 
     n = 30 if quick else TASKS[task_name]
     head_epochs = 1 if quick else HEAD_EPOCHS

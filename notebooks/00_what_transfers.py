@@ -24,8 +24,7 @@
 #
 # **This run:** full mode on 1 x NVIDIA H100 80GB HBM3 GPU, Keras backend `jax`, 2 min 40 s of execution (2026-11-24).
 #
-# A student in a deep-learning course asked (the forum thread in
-# `../shared/background/001...`):
+# A student in a deep-learning course asked, in the course's forum:
 #
 # > Is it mostly the actual network architecture that is valuable rather than
 # > the pre-trained weight of each layer? [...] I guess finding a better
@@ -56,7 +55,7 @@ import numpy as np
 from IPython.display import Image
 from matplotlib.figure import Figure
 
-import tlrecipes as tl
+from tlrecipes import lab
 
 START = time.perf_counter()
 keras.utils.set_random_seed(0)
@@ -98,29 +97,29 @@ TEST_PER_CLASS = 200 if QUICK else None
 
 
 # %%
-def get_source(task_name: str) -> tl.SourceModel:
+def get_source(task_name: str) -> lab.SourceModel:
     """The shipped or cached source model; trained once if none is stored."""
     try:
-        return tl.load_source_model(task_name)
+        return lab.load_source_model(task_name)
     except FileNotFoundError:
-        config = tl.SourceConfig(epochs=1) if QUICK else tl.SourceConfig()
+        config = lab.SourceConfig(epochs=1) if QUICK else lab.SourceConfig()
         try:
-            return tl.load_source_model(task_name, config)
+            return lab.load_source_model(task_name, config)
         except FileNotFoundError:
-            return tl.train_source_model(task_name, config)
+            return lab.train_source_model(task_name, config)
 
 
-def target_arrays(task: tl.Task, test_per_class: int | None, seed: int = 0):
+def target_arrays(task: lab.Task, test_per_class: int | None, seed: int = 0):
     """(x_train, y_train, x_test, y_test) of the target, test split optionally
     subsampled (balanced) to keep quick runs quick."""
     data = task.target_data()
     x_test, y_test = data.x_test, data.y_test
     if test_per_class is not None:
-        x_test, y_test = tl.sample_per_class(x_test, y_test, test_per_class, seed)
+        x_test, y_test = lab.sample_per_class(x_test, y_test, test_per_class, seed)
     return data.x_train, data.y_train, x_test, y_test
 
 
-task = tl.get_task(TASK)
+task = lab.get_task(TASK)
 source = get_source(TASK)
 target = target_arrays(task, TEST_PER_CLASS)
 print(task.description)
@@ -141,7 +140,7 @@ source.base.summary()
 # is two steps.
 
 # %%
-CONFIG = tl.TrainConfig(epochs=EPOCHS, min_steps=MIN_STEPS, curve_points=CURVE_POINTS)
+CONFIG = lab.TrainConfig(epochs=EPOCHS, min_steps=MIN_STEPS, curve_points=CURVE_POINTS)
 print(CONFIG)
 
 # %% [markdown]
@@ -164,7 +163,7 @@ print(CONFIG)
 # %%
 comparisons = {}
 for n in SIZES:
-    comparisons[n] = tl.transfer_vs_scratch(
+    comparisons[n] = lab.transfer_vs_scratch(
         source,
         target,
         strategy="fine_tune_all",
@@ -207,7 +206,7 @@ for n, comparison in comparisons.items():
 fig = Figure(figsize=(6.4 * len(SIZES), 4.4), layout="constrained")
 axes = fig.subplots(1, len(SIZES), squeeze=False)[0]
 for ax, (n, comparison) in zip(axes, comparisons.items(), strict=True):
-    tl.plot_transfer_vs_scratch(
+    lab.plot_transfer_vs_scratch(
         comparison, labels=("pretrained init", "scratch (same architecture)"), ax=ax
     )
     ax.set_title(f"{n} images per class\n" + ax.get_title(), fontsize=9)
@@ -248,7 +247,7 @@ if len(SIZES) > 1:
 
 # %%
 keras.utils.set_random_seed(0)
-random_base = tl.small_convnet(
+random_base = lab.small_convnet(
     source.base.input_shape[1:],
     blocks=source.config.blocks,
     width=source.config.width,
@@ -257,7 +256,7 @@ random_base = tl.small_convnet(
 )
 probe_rows = []
 for name, base in [("pretrained base", source), ("random base", random_base)]:
-    rows = tl.size_sweep(
+    rows = lab.size_sweep(
         base,
         target,
         sizes=[SIZES[0]],
@@ -267,7 +266,7 @@ for name, base in [("pretrained base", source), ("random base", random_base)]:
         progress=False,
     )
     probe_rows += [{**r, "base": name} for r in rows]
-probe = {r["base"]: r for r in tl.aggregate(probe_rows, by=["base"])}
+probe = {r["base"]: r for r in lab.aggregate(probe_rows, by=["base"])}
 for name, r in probe.items():
     print(
         f"frozen {name:16s} + new head: {r['accuracy_mean']:.3f} ± "

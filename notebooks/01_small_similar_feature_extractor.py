@@ -24,8 +24,8 @@
 #
 # **This run:** full mode on 1 x NVIDIA H100 80GB HBM3 GPU, Keras backend `jax`, 2 min 28 s of execution (2026-11-24).
 #
-# The classic advice (`../shared/background/002...`, the tutorial this
-# project grew from) for the first of the four cases:
+# The classic advice (the transfer-learning tutorial this project grew from,
+# after CS231n's notes) for the first of the four cases:
 #
 # > Small Dataset, Similar Problem: Use the pre-trained model as a fixed
 # > feature extractor. Our data is small so when fine-tuning the whole model,
@@ -60,7 +60,7 @@ import numpy as np
 from IPython.display import Image
 from matplotlib.figure import Figure
 
-import tlrecipes as tl
+from tlrecipes import lab
 
 START = time.perf_counter()
 keras.utils.set_random_seed(0)
@@ -93,29 +93,29 @@ TEST_PER_CLASS = 200 if QUICK else None  # None: the whole official test split
 
 
 # %%
-def get_source(task_name: str) -> tl.SourceModel:
+def get_source(task_name: str) -> lab.SourceModel:
     """The shipped or cached source model; trained once if none is stored."""
     try:
-        return tl.load_source_model(task_name)
+        return lab.load_source_model(task_name)
     except FileNotFoundError:
-        config = tl.SourceConfig(epochs=1) if QUICK else tl.SourceConfig()
+        config = lab.SourceConfig(epochs=1) if QUICK else lab.SourceConfig()
         try:
-            return tl.load_source_model(task_name, config)
+            return lab.load_source_model(task_name, config)
         except FileNotFoundError:
-            return tl.train_source_model(task_name, config)
+            return lab.train_source_model(task_name, config)
 
 
-def target_arrays(task: tl.Task, test_per_class: int | None, seed: int = 0):
+def target_arrays(task: lab.Task, test_per_class: int | None, seed: int = 0):
     """(x_train, y_train, x_test, y_test) of the target, test split optionally
     subsampled (balanced) to keep quick runs quick."""
     data = task.target_data()
     x_test, y_test = data.x_test, data.y_test
     if test_per_class is not None:
-        x_test, y_test = tl.sample_per_class(x_test, y_test, test_per_class, seed)
+        x_test, y_test = lab.sample_per_class(x_test, y_test, test_per_class, seed)
     return data.x_train, data.y_train, x_test, y_test
 
 
-task = tl.get_task(TASK)
+task = lab.get_task(TASK)
 source = get_source(TASK)
 target = target_arrays(task, TEST_PER_CLASS)
 print(f"source test accuracy on its own task: {source.metrics['test_accuracy']:.3f}")
@@ -137,8 +137,8 @@ print(
 # `fine_tune_lr` (1e-4): the library's measured defaults, not tuned here.
 
 # %%
-CONFIG = tl.TrainConfig(epochs=EPOCHS, min_steps=MIN_STEPS, curve_points=CURVE_POINTS)
-rows = tl.size_sweep(
+CONFIG = lab.TrainConfig(epochs=EPOCHS, min_steps=MIN_STEPS, curve_points=CURVE_POINTS)
+rows = lab.size_sweep(
     source,
     target,
     sizes=[N_PER_CLASS],
@@ -149,7 +149,7 @@ rows = tl.size_sweep(
 )
 summary = {
     r["strategy"]: r
-    for r in tl.aggregate(rows, by=["strategy"], values=["accuracy", "train_accuracy"])
+    for r in lab.aggregate(rows, by=["strategy"], values=["accuracy", "train_accuracy"])
 }
 print(f"{'strategy':18s} {'test accuracy':>16s} {'train accuracy':>16s}")
 for name in STRATEGIES:
@@ -212,7 +212,7 @@ def plot_strategy_curves(rows: list[dict], strategies: list[str], title: str) ->
     ax_curve.grid(alpha=0.3)
     ax_curve.legend(fontsize=8)
     ax_curve.set_title("learning curves (band: ±1 std over seeds)", fontsize=9)
-    stats = {r["strategy"]: r for r in tl.aggregate(rows, by=["strategy"])}
+    stats = {r["strategy"]: r for r in lab.aggregate(rows, by=["strategy"])}
     means = [stats[n]["accuracy_mean"] for n in strategies]
     stds = [stats[n]["accuracy_std"] for n in strategies]
     ax_bar.bar(
@@ -279,7 +279,7 @@ show(
 #
 # 1. Set `N_PER_CLASS` to 5 and to 50. At which size does `scratch` catch up
 #    with `feature_extractor`?
-# 2. Use `tl.TrainConfig(head_lr=1e-3)` (the Keras guide's default for the
+# 2. Use `lab.TrainConfig(head_lr=1e-3)` (the Keras guide's default for the
 #    head). How much does the frozen base lose, and why does a head on frozen
 #    features need a larger step than a network trained from scratch?
 # 3. Replace `fine_tune_all` by `freeze_1` and `freeze_2` (the first one or

@@ -24,7 +24,7 @@
 #
 # **This run:** full mode on AMD EPYC CPU (2 cores), no GPU, Keras backend `tensorflow`, 4 min 43 s of execution (2026-12-02).
 #
-# The tutorial this project grew from (`../shared/background/002...`) gives,
+# The transfer-learning tutorial this project grew from gives,
 # for the second of the four cases:
 #
 # > Small Dataset, Different Problem: Should not use pre-trained model.
@@ -56,6 +56,7 @@ from IPython.display import Image
 from matplotlib.figure import Figure
 
 import tlrecipes as tl
+from tlrecipes import lab
 
 START = time.perf_counter()
 keras.utils.set_random_seed(0)
@@ -90,24 +91,24 @@ TEST_PER_CLASS = None  # the offline MNIST test split has 100 per class
 
 
 # %%
-def get_source(task_name: str) -> tl.SourceModel:
+def get_source(task_name: str) -> lab.SourceModel:
     """The shipped or cached source model; trained once if none is stored."""
     try:
-        return tl.load_source_model(task_name)
+        return lab.load_source_model(task_name)
     except FileNotFoundError:
-        config = tl.SourceConfig(epochs=1) if QUICK else tl.SourceConfig()
+        config = lab.SourceConfig(epochs=1) if QUICK else lab.SourceConfig()
         try:
-            return tl.load_source_model(task_name, config)
+            return lab.load_source_model(task_name, config)
         except FileNotFoundError:
-            return tl.train_source_model(task_name, config)
+            return lab.train_source_model(task_name, config)
 
 
-task = tl.get_task(TASK)
+task = lab.get_task(TASK)
 source = get_source(TASK)
 data = task.target_data()
 x_test, y_test = data.x_test, data.y_test
 if TEST_PER_CLASS is not None:
-    x_test, y_test = tl.sample_per_class(x_test, y_test, TEST_PER_CLASS, 0)
+    x_test, y_test = lab.sample_per_class(x_test, y_test, TEST_PER_CLASS, 0)
 target = (data.x_train, data.y_train, x_test, y_test)
 NUM_CLASSES = len(task.target_classes)
 print(data.source)
@@ -132,7 +133,7 @@ print(
 
 # %%
 for n in CUTS:
-    cut = tl.cut_after_block(source.base, n)
+    cut = lab.cut_after_block(source.base, n)
     shape = cut.output_shape[1:]
     print(
         f"after block {n}: feature map {shape} -> avg {shape[-1]} features, "
@@ -154,8 +155,8 @@ for n in CUTS:
 # of each seed, and is evaluated on the same test images.
 
 # %%
-CONFIG = tl.TrainConfig(epochs=EPOCHS, min_steps=MIN_STEPS, batch_size=BATCH_SIZE)
-rows = tl.size_sweep(
+CONFIG = lab.TrainConfig(epochs=EPOCHS, min_steps=MIN_STEPS, batch_size=BATCH_SIZE)
+rows = lab.size_sweep(
     source,
     target,
     sizes=[N_PER_CLASS],
@@ -180,9 +181,9 @@ print({(r["arm"], r["seed"]): r["accuracy"] for r in rows})
 def cut_features_run(n_blocks: int, pooling: str, seed: int) -> dict:
     """Frozen source blocks 1..n_blocks, a new head trained on top; test accuracy."""
     keras.utils.set_random_seed(seed)
-    x, y = tl.sample_per_class(target[0], target[1], N_PER_CLASS, seed)
+    x, y = lab.sample_per_class(target[0], target[1], N_PER_CLASS, seed)
     x = x.astype("float32") / 255.0
-    base = tl.cut_after_block(source.copy_base(), n_blocks)
+    base = lab.cut_after_block(source.copy_base(), n_blocks)
     model = tl.add_head(base, NUM_CLASSES, pooling=pooling, dropout=CONFIG.dropout)
     model.compile(
         optimizer=tl.make_optimizer(CONFIG.optimizer, CONFIG.head_lr),
@@ -223,7 +224,7 @@ for pooling in POOLINGS:
 # ## Results
 
 # %%
-summary = tl.aggregate(rows, by=["arm"], values=["accuracy", "train_accuracy"])
+summary = lab.aggregate(rows, by=["arm"], values=["accuracy", "train_accuracy"])
 for r in sorted(summary, key=lambda r: -r["accuracy_mean"]):
     print(
         f"{r['arm']:26s} test {r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f}   "

@@ -24,7 +24,8 @@
 #
 # **This run:** full mode on 1 x NVIDIA H100 80GB HBM3 GPU, Keras backend `jax`, 5 min 46 s of execution (2026-11-24).
 #
-# The advice for the third of the four cases (`../shared/background/002...`):
+# The advice for the third of the four cases (from the transfer-learning
+# tutorial this project grew from):
 #
 # > Large Dataset, Similar Problem: Fine-tune the pre-trained model. Because
 # > the data is large, we can fine-tune the pre-trained model without
@@ -59,6 +60,7 @@ from IPython.display import Image
 from matplotlib.figure import Figure
 
 import tlrecipes as tl
+from tlrecipes import lab
 from tlrecipes.freezing import is_batchnorm
 
 START = time.perf_counter()
@@ -96,31 +98,31 @@ TEST_PER_CLASS = 200 if QUICK else None  # None: the whole official test split
 
 
 # %%
-def get_source(task_name: str) -> tl.SourceModel:
+def get_source(task_name: str) -> lab.SourceModel:
     """The shipped or cached source model; trained once if none is stored."""
     try:
-        return tl.load_source_model(task_name)
+        return lab.load_source_model(task_name)
     except FileNotFoundError:
-        config = tl.SourceConfig(epochs=1) if QUICK else tl.SourceConfig()
+        config = lab.SourceConfig(epochs=1) if QUICK else lab.SourceConfig()
         try:
-            return tl.load_source_model(task_name, config)
+            return lab.load_source_model(task_name, config)
         except FileNotFoundError:
-            return tl.train_source_model(task_name, config)
+            return lab.train_source_model(task_name, config)
 
 
-task = tl.get_task(TASK)
+task = lab.get_task(TASK)
 source = get_source(TASK)
 data = task.target_data()
 x_test, y_test = data.x_test, data.y_test
 if TEST_PER_CLASS is not None:
-    x_test, y_test = tl.sample_per_class(x_test, y_test, TEST_PER_CLASS, 0)
+    x_test, y_test = lab.sample_per_class(x_test, y_test, TEST_PER_CLASS, 0)
 x_test = x_test.astype("float32") / 255.0
 NUM_CLASSES = len(task.target_classes)
 
 
 def train_sample(seed: int) -> tuple[np.ndarray, np.ndarray]:
     """N_PER_CLASS training images per class, drawn with `seed`, scaled to [0, 1]."""
-    x, y = tl.sample_per_class(data.x_train, data.y_train, N_PER_CLASS, seed)
+    x, y = lab.sample_per_class(data.x_train, data.y_train, N_PER_CLASS, seed)
     return x.astype("float32") / 255.0, y
 
 
@@ -219,13 +221,13 @@ for seed in SEEDS:
 # epochs) at the usual 1e-3, every layer training.
 
 # %%
-scratch_rows = tl.size_sweep(
+scratch_rows = lab.size_sweep(
     source,
     (data.x_train, data.y_train, x_test, y_test),
     sizes=[N_PER_CLASS],
     strategies=["scratch"],
     seeds=SEEDS,
-    config=tl.TrainConfig(
+    config=lab.TrainConfig(
         epochs=HEAD_EPOCHS + FINE_TUNE_EPOCHS,
         min_steps=0,
         batch_size=BATCH_SIZE,
@@ -233,11 +235,11 @@ scratch_rows = tl.size_sweep(
     ),
     progress=False,
 )
-scratch = tl.aggregate(scratch_rows)[0]
-head = tl.aggregate([r for r in lr_rows if r["lr"] is None])[0]
+scratch = lab.aggregate(scratch_rows)[0]
+head = lab.aggregate([r for r in lr_rows if r["lr"] is None])[0]
 by_lr = {
     r["lr"]: r
-    for r in tl.aggregate(
+    for r in lab.aggregate(
         [r for r in lr_rows if r["lr"]], by=["lr"], values=["accuracy", "drift"]
     )
 }
@@ -462,7 +464,7 @@ pitfall_rows = [
     for batch_size in PITFALL_BATCH_SIZES
     for seed in SEEDS
 ]
-pitfall = tl.aggregate(
+pitfall = lab.aggregate(
     pitfall_rows,
     by=["condition", "batch_size"],
     values=[

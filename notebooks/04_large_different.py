@@ -24,7 +24,8 @@
 #
 # **This run:** full mode on 1 x NVIDIA H100 80GB HBM3 GPU, Keras backend `jax`, 2 min 04 s of execution (2026-11-24).
 #
-# The advice for the last of the four cases (`../shared/background/002...`):
+# The advice for the last of the four cases (from the transfer-learning
+# tutorial this project grew from):
 #
 # > Large Dataset, Different Problem: We should train the model from scratch,
 # > but it will be better if we initialize the weights of the model with the
@@ -50,6 +51,7 @@ from IPython.display import Image
 from matplotlib.figure import Figure
 
 import tlrecipes as tl
+from tlrecipes import lab
 from tlrecipes.freezing import is_batchnorm
 
 START = time.perf_counter()
@@ -84,19 +86,19 @@ STATS_IMAGES = 500 if QUICK else 2000  # images used to recompute BN statistics
 
 
 # %%
-def get_source(task_name: str) -> tl.SourceModel:
+def get_source(task_name: str) -> lab.SourceModel:
     """The shipped or cached source model; trained once if none is stored."""
     try:
-        return tl.load_source_model(task_name)
+        return lab.load_source_model(task_name)
     except FileNotFoundError:
-        config = tl.SourceConfig(epochs=1) if QUICK else tl.SourceConfig()
+        config = lab.SourceConfig(epochs=1) if QUICK else lab.SourceConfig()
         try:
-            return tl.load_source_model(task_name, config)
+            return lab.load_source_model(task_name, config)
         except FileNotFoundError:
-            return tl.train_source_model(task_name, config)
+            return lab.train_source_model(task_name, config)
 
 
-task = tl.get_task(TASK)
+task = lab.get_task(TASK)
 source = get_source(TASK)
 data = task.target_data()
 target = (data.x_train, data.y_train, data.x_test, data.y_test)
@@ -117,10 +119,10 @@ print(
 # times along the run, so the curves show convergence, not only the end.
 
 # %%
-CONFIG = tl.TrainConfig(
+CONFIG = lab.TrainConfig(
     epochs=EPOCHS, min_steps=0, batch_size=BATCH_SIZE, curve_points=CURVE_POINTS
 )
-comparison = tl.transfer_vs_scratch(
+comparison = lab.transfer_vs_scratch(
     source,
     target,
     strategy="fine_tune_all",
@@ -151,7 +153,7 @@ print(
 
 # %%
 show(
-    tl.plot_transfer_vs_scratch(
+    lab.plot_transfer_vs_scratch(
         comparison,
         labels=("pretrained init (fine-tune all)", "scratch"),
         title=f"{task.name}: {N_PER_CLASS} images per class, {len(SEEDS)} seed(s)",
@@ -312,7 +314,7 @@ show(plot_bn_distance())
 
 # %%
 def train_bn_run(two_phase: bool, train_bn: bool, seed: int) -> dict:
-    x, y = tl.sample_per_class(data.x_train, data.y_train, N_PER_CLASS, seed)
+    x, y = lab.sample_per_class(data.x_train, data.y_train, N_PER_CLASS, seed)
     x = x.astype("float32") / 255.0
     keras.utils.set_random_seed(seed)
     model = tl.add_head(source.copy_base(), NUM_CLASSES, bn_training=train_bn)
@@ -350,7 +352,7 @@ def train_bn_run(two_phase: bool, train_bn: bool, seed: int) -> dict:
 
 ARMS = [(False, False), (False, True), (True, False), (True, True)]
 bn_rows = [train_bn_run(tp, tb, seed) for tp, tb in ARMS for seed in SEEDS]
-bn_summary = tl.aggregate(
+bn_summary = lab.aggregate(
     bn_rows, by=["arm"], values=["accuracy", "fit_accuracy", "bn_mean_shift"]
 )
 for r in bn_summary:
@@ -429,7 +431,7 @@ show(plot_bn_arms())
 #    the speed-up?
 # 2. Double `EPOCHS`. Does scratch close the final gap (He et al.'s result)?
 # 3. In part 2, compute the statistics on `mnist_a_to_b`'s digits 5-9 against
-#    a source trained on digits 0-4 (`tl.load_source_model("mnist_a_to_b")`
+#    a source trained on digits 0-4 (`lab.load_source_model("mnist_a_to_b")`
 #    or `train_source_model`). How small is the shift for a similar domain?
 # 4. Instead of training BatchNorm, set the moving statistics to the digits'
 #    directly (`bn.moving_mean.assign(...)`, from `bn_input_stats`), freeze

@@ -26,8 +26,8 @@
 #
 # Which layers of a network are *general* (useful for another task) and which
 # are *specific* to the task they were trained on? Yosinski et al. (2014,
-# notes in `../shared/background/004...`) answered it with one experiment,
-# repeated for every depth n of an 8-layer ImageNet network:
+# "How transferable are features in deep neural networks?") answered it with
+# one experiment, repeated for every depth n of an 8-layer ImageNet network:
 #
 # - **AnB**: copy layers 1..n of a network trained on half A of ImageNet,
 #   freeze them, re-initialise the layers above, train on half B. If AnB falls
@@ -45,7 +45,7 @@
 # (Fashion-MNIST split into two related halves, like Yosinski's random ImageNet
 # halves) and **fashion_to_mnist** (clothes to digits, a *dissimilar* pair like
 # Yosinski's natural vs man-made split). The library call is
-# `tl.transferability_by_layer`; this notebook runs it, plots it and checks
+# `lab.transferability_by_layer`; this notebook runs it, plots it and checks
 # each of the paper's claims against the numbers of this run.
 
 # %% [markdown]
@@ -63,7 +63,7 @@ import numpy as np
 from IPython.display import Image
 from matplotlib.figure import Figure
 
-import tlrecipes as tl
+from tlrecipes import lab
 
 START = time.perf_counter()
 # TensorFlow warns each time a new model retraces its predict function; many
@@ -115,24 +115,24 @@ TEST_PER_CLASS = 100 if QUICK else None
 def source_model(task_name):
     """The shipped/cached source network of a task, trained if there is none."""
     try:
-        return tl.load_source_model(task_name)
+        return lab.load_source_model(task_name)
     except FileNotFoundError:
-        return tl.train_source_model(task_name)
+        return lab.train_source_model(task_name)
 
 
 def target_arrays(task_name):
     """Task B as arrays; the test split shrunk to TEST_PER_CLASS if set."""
-    data = tl.get_task(task_name).target_data()
+    data = lab.get_task(task_name).target_data()
     x_test, y_test = data.x_test, data.y_test
     if TEST_PER_CLASS:
-        x_test, y_test = tl.sample_per_class(x_test, y_test, TEST_PER_CLASS, seed=0)
+        x_test, y_test = lab.sample_per_class(x_test, y_test, TEST_PER_CLASS, seed=0)
     return data.x_train, data.y_train, x_test, y_test
 
 
 sources = {name: source_model(name) for name in PAIRS}
 targets = {name: target_arrays(name) for name in PAIRS}
 for name in PAIRS:
-    task = tl.get_task(name)
+    task = lab.get_task(name)
     print(
         f"{name} ({task.relation}): A = {len(task.source_classes)} classes, "
         f"source test accuracy {sources[name].metrics['test_accuracy']:.3f}; "
@@ -153,11 +153,11 @@ for name in PAIRS:
 # mode); re-initialised ones train.
 
 # %%
-config = tl.TrainConfig(epochs=EPOCHS, min_steps=MIN_STEPS, curve_points=1)
-base_b_config = tl.TrainConfig(epochs=EPOCHS, min_steps=BASE_B_STEPS, curve_points=1)
+config = lab.TrainConfig(epochs=EPOCHS, min_steps=MIN_STEPS, curve_points=1)
+base_b_config = lab.TrainConfig(epochs=EPOCHS, min_steps=BASE_B_STEPS, curve_points=1)
 rows = {}
 for name in PAIRS:
-    rows[name] = tl.transferability_by_layer(
+    rows[name] = lab.transferability_by_layer(
         sources[name],
         targets[name],
         cuts=CUTS,
@@ -177,7 +177,7 @@ for name in PAIRS:
 #
 # Left: this run, one panel per task pair (mean over seeds, error bars one
 # standard deviation, base B as the black line with its spread shaded).
-# Right: Yosinski et al.'s ImageNet numbers (`../shared/REFERENCES.md`), drawn
+# Right: Yosinski et al.'s ImageNet numbers (top-1 on task B, from the paper), drawn
 # the same way, for comparison of the *shapes*: their network has 7 transferable
 # layers, ours 3 blocks, and their accuracies are top-1 on 500 classes.
 
@@ -201,12 +201,12 @@ reference_rows += [
 fig = Figure(figsize=(5.2 * (len(PAIRS) + 1), 4.4))
 axes = fig.subplots(1, len(PAIRS) + 1)
 for ax, name in zip(axes, PAIRS, strict=False):
-    tl.plot_transferability(
+    lab.plot_transferability(
         rows[name],
         ax=ax,
         title=f"This run: {name} ({len(SEEDS)} seed(s), {N_PER_CLASS}/class)",
     )
-tl.plot_transferability(
+lab.plot_transferability(
     reference_rows, ax=axes[-1], title="Yosinski et al. 2014, ImageNet (published)"
 )
 axes[-1].set_xlabel("layers copied from the source network, n")
@@ -333,8 +333,8 @@ for claim in claims:
 # 4. The AnB runs at the last cut train only a new head on frozen features (a
 #    linear probe, at `head_lr`). Compare that number with notebook 01's
 #    feature extractor. Why are they the same experiment?
-# 5. Build a five-block source network (`tl.SourceConfig(blocks=5)` with
-#    `tl.train_source_model`) and repeat. Does a co-adaptation dip appear in
+# 5. Build a five-block source network (`lab.SourceConfig(blocks=5)` with
+#    `lab.train_source_model`) and repeat. Does a co-adaptation dip appear in
 #    the middle blocks?
 
 

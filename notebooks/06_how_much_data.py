@@ -24,7 +24,8 @@
 #
 # **This run:** full mode on 1 x NVIDIA H100 80GB HBM3 GPU, Keras backend `jax`, 3 min 40 s of execution (2026-11-24).
 #
-# Soekhoe et al. (2016, summary in `../shared/background/003...`) asked two
+# Soekhoe et al. (2016, "On the impact of data set size in transfer learning
+# using deep neural networks") asked two
 # practical questions on Tiny-ImageNet and MiniPlaces2:
 #
 # 1. *How much target data before transfer stops helping?* They found transfer
@@ -35,14 +36,14 @@
 #    (a public small-scale study found 4 at <= 10% of the data, 1-2 at
 #    50-100%).
 #
-# `../shared/REFERENCES.md` also lists a Fashion-MNIST -> MNIST version of the
-# sweep (scratch -> best transfer, by fraction of MNIST's training set): 0.1%
+# A small-scale Fashion-MNIST -> MNIST version of the sweep has been
+# published too (scratch -> best transfer, by fraction of MNIST's training set): 0.1%
 # (about 6 per class) 60.7 -> 72.4; 1% (60 per class) 72.7 -> 85.6; 10% (600 per
 # class) 92.6 -> 93.2; 100% 98.9 -> 98.9. This notebook runs the same pair:
 # the project's source network trained on all of Fashion-MNIST, transferred to
 # MNIST digits (a *different* problem: clothes to handwriting).
 #
-# The strategies, all from `tl.size_sweep` and all under the same budget of
+# The strategies, all from `lab.size_sweep` and all under the same budget of
 # optimisation steps:
 #
 # | strategy | frozen blocks k | what trains |
@@ -68,7 +69,7 @@ import numpy as np
 from IPython.display import Image
 from matplotlib.figure import Figure
 
-import tlrecipes as tl
+from tlrecipes import lab
 
 START = time.perf_counter()
 # TensorFlow warns each time a new model retraces its predict function; many
@@ -119,13 +120,13 @@ TEST_PER_CLASS = 50 if QUICK else None
 
 # %%
 try:
-    source = tl.load_source_model(TASK)
+    source = lab.load_source_model(TASK)
 except FileNotFoundError:
-    source = tl.train_source_model(TASK)
-data = tl.get_task(TASK).target_data()
+    source = lab.train_source_model(TASK)
+data = lab.get_task(TASK).target_data()
 x_test, y_test = data.x_test, data.y_test
 if TEST_PER_CLASS:
-    x_test, y_test = tl.sample_per_class(x_test, y_test, TEST_PER_CLASS, seed=0)
+    x_test, y_test = lab.sample_per_class(x_test, y_test, TEST_PER_CLASS, seed=0)
 target = (data.x_train, data.y_train, x_test, y_test)
 per_class = np.bincount(data.y_train).min()
 print(
@@ -145,8 +146,8 @@ print(f"{per_class} training images in the smallest class; {len(x_test):,} test 
 # linear head needs larger steps to converge in the same budget.
 
 # %%
-config = tl.TrainConfig(epochs=EPOCHS, min_steps=MIN_STEPS, curve_points=1)
-rows = tl.size_sweep(
+config = lab.TrainConfig(epochs=EPOCHS, min_steps=MIN_STEPS, curve_points=1)
+rows = lab.size_sweep(
     source,
     target,
     sizes=SIZES,
@@ -156,7 +157,7 @@ rows = tl.size_sweep(
     progress=False,
 )
 print(f"{len(rows)} runs, {sum(r['seconds'] for r in rows):.0f} s of training")
-summary = tl.aggregate(rows, by=("strategy", "n_per_class"))
+summary = lab.aggregate(rows, by=("strategy", "n_per_class"))
 print(f"\n{'strategy':18s}" + "".join(f"{n:>14d}/cl" for n in SIZES))
 for strategy in STRATEGIES:
     cells = {s["n_per_class"]: s for s in summary if s["strategy"] == strategy}
@@ -170,7 +171,7 @@ for strategy in STRATEGIES:
 
 # %%
 show(
-    tl.plot_size_sweep(
+    lab.plot_size_sweep(
         rows,
         title=f"{TASK}: accuracy vs training images per class ({len(SEEDS)} seed(s))",
     )
@@ -332,7 +333,7 @@ print(
 # 3. Double `MIN_STEPS`. Which strategies gain, and does the crossover size
 #    move? (Soekhoe et al. trained to convergence.)
 # 4. Plot `train_accuracy` against `accuracy` for `scratch` at 5 per class
-#    (`tl.plot_size_sweep(rows, value="train_accuracy")`). What does the gap
+#    (`lab.plot_size_sweep(rows, value="train_accuracy")`). What does the gap
 #    say about why transfer helps there?
 # 5. Five seeds instead of three: which of the "best k" choices survive?
 

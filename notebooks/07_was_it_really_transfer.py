@@ -24,7 +24,7 @@
 #
 # **This run:** full mode on 1 x NVIDIA H100 80GB HBM3 GPU, Keras backend `jax`, 7 min 30 s of execution (2026-11-24).
 #
-# A question on Data Science Stack Exchange (`../shared/background/000...`):
+# A question on Data Science Stack Exchange:
 #
 # > I train a Deep Neural Network model with around three layers on the dataset
 # > D1 [22,000 samples] [...] test accuracy = 82%. Now, when I use that model to
@@ -49,7 +49,7 @@
 # 1. **transfer**: the three D1 layers, frozen, plus three new layers (the
 #    question's model);
 # 2. **scratch twin**: the same six layers, re-initialised, all trained on D2
-#    (the answer's comparison; `tl.scratch_twin`);
+#    (the answer's comparison; `lab.scratch_twin`);
 # 3. **random frozen**: the same six layers with the first three left at
 #    their *random* initial weights and frozen: if the new layers "do all the
 #    learning", this model should match the transfer model;
@@ -77,6 +77,7 @@ from IPython.display import Image
 from matplotlib.figure import Figure
 
 import tlrecipes as tl
+from tlrecipes import lab
 
 START = time.perf_counter()
 # TensorFlow warns each time a new model retraces its predict function; many
@@ -123,7 +124,7 @@ MIN_STEPS = 60 if QUICK else 400
 # trains on.
 
 # %%
-task = tl.get_task(TASK)
+task = lab.get_task(TASK)
 source, target = task.source_data(), task.target_data()
 
 
@@ -141,7 +142,7 @@ FEATURES = x_test_a.shape[1]
 
 def draw(data, size, seed):
     """`size` training examples of `data`, the same number per class."""
-    x, y = tl.sample_per_class(
+    x, y = lab.sample_per_class(
         data.x_train, data.y_train, size // data.num_classes, seed
     )
     return flat(x), y
@@ -252,8 +253,8 @@ for seed in SEEDS:
         ),
     }
     transfer = freeze_d1_layers(with_new_layers(network, NUM_B, seed))
-    twin = tl.scratch_twin(transfer, seed=seed + 2000)  # all six layers trainable
-    random_frozen = freeze_d1_layers(tl.scratch_twin(transfer, seed=seed + 2000))
+    twin = lab.scratch_twin(transfer, seed=seed + 2000)  # all six layers trainable
+    random_frozen = freeze_d1_layers(lab.scratch_twin(transfer, seed=seed + 2000))
     original = d1_network(NUM_B, seed + 3000)  # 3 layers + a 5-class output
     for arm, model in zip(ARMS, (transfer, twin, random_frozen, original), strict=True):
         curve, final = train(model, x2, y2, EPOCHS)
@@ -277,7 +278,7 @@ curves = {arm: np.array(c) for arm, c in curves.items()}
 
 # %%
 columns = ["d1_test", "d2_no_fine_tuning", *ARMS]
-summary = tl.aggregate(results, values=columns)[0]
+summary = lab.aggregate(results, values=columns)[0]
 for column in columns:
     print(
         f"{column:32s} {summary[column + '_mean']:.3f} ± {summary[column + '_std']:.3f}"
@@ -349,7 +350,7 @@ ax_all.set_title(
 )
 ax_all.grid(alpha=0.3)
 ax_all.legend(fontsize=8, loc="lower right")
-tl.plot_transfer_vs_scratch(
+lab.plot_transfer_vs_scratch(
     curves["transfer"],
     curves["scratch twin"],
     steps=steps,
@@ -361,11 +362,11 @@ show(fig)
 
 # %%
 benefits = [
-    tl.transfer_benefit(t, s, steps=steps)
+    lab.transfer_benefit(t, s, steps=steps)
     for t, s in zip(curves["transfer"], curves["scratch twin"], strict=True)
 ]
 measures = ["jumpstart", "auc_difference", "final_difference", "threshold_speedup"]
-benefit_summary = tl.aggregate(benefits, values=measures)[0]
+benefit_summary = lab.aggregate(benefits, values=measures)[0]
 for name in measures:
     n = benefit_summary[name + "_n"]
     if n == 0:
@@ -401,9 +402,9 @@ for size in D2_SWEEP:
         transfer = freeze_d1_layers(with_new_layers(networks[seed], NUM_B, seed))
         models = {
             "transfer": transfer,
-            "scratch twin": tl.scratch_twin(transfer, seed=seed + 2000),
+            "scratch twin": lab.scratch_twin(transfer, seed=seed + 2000),
             "random frozen": freeze_d1_layers(
-                tl.scratch_twin(transfer, seed=seed + 2000)
+                lab.scratch_twin(transfer, seed=seed + 2000)
             ),
         }
         for arm, model in models.items():
@@ -415,7 +416,7 @@ for row in results:  # the main experiment is the D2_SIZE point
             {"arm": arm, "d2_size": D2_SIZE, "seed": row["seed"], "accuracy": row[arm]}
         )
 
-sweep_summary = tl.aggregate(sweep, by=("d2_size", "arm"))
+sweep_summary = lab.aggregate(sweep, by=("d2_size", "arm"))
 sizes = sorted({r["d2_size"] for r in sweep})
 print(
     "D2 size  " + "".join(f"{arm:>22s}" for arm in ARMS[:3]) + "   transfer - scratch"

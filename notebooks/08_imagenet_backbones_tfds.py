@@ -34,7 +34,7 @@
 # Notebooks 00-07 transfer from a small network trained on Fashion-MNIST; the
 # everyday case is an ImageNet-pretrained `keras.applications` backbone. Two
 # targets from the project's task registry, one on each side of the similarity
-# axis of the four-case table (`../shared/REFERENCES.md`):
+# axis of the four-case table (target-data size x similarity to the source):
 #
 # - **imagenet_to_flowers**: MobileNetV2 at 160x160 to 5 flower classes.
 #   Natural photos to natural photos: the TF transfer-learning tutorial's
@@ -46,10 +46,10 @@
 #   win when data are large.
 #
 # The same measurements as the offline notebooks: each strategy against a
-# from-scratch twin (`tl.scratch_twin`: same architecture, random weights,
+# from-scratch twin (`lab.scratch_twin`: same architecture, random weights,
 # same data, optimizer and number of steps), final test accuracy with its
 # spread over seeds, and Torrey & Shavlik's three benefits from the learning
-# curves (`tl.transfer_benefit`).
+# curves (`lab.transfer_benefit`).
 
 # %% [markdown]
 # ## Setup
@@ -74,7 +74,7 @@ from IPython.display import Image
 from matplotlib.figure import Figure
 
 import tlrecipes as tl
-from tlrecipes.datasets import load_tfds_arrays
+from tlrecipes import lab
 
 START = time.perf_counter()
 logging.getLogger("tensorflow").setLevel(logging.ERROR)
@@ -117,9 +117,9 @@ RUN_EAGERLY = QUICK
 # %% [markdown]
 # ## Data: tfds to numpy, in each backbone's own input format
 #
-# `load_tfds_arrays` reads the dataset once into uint8 arrays (the last 20%
+# `lab.load_tfds_arrays` reads the dataset once into uint8 arrays (the last 20%
 # of each dataset's single split is its test set, as the task registry
-# defines); `tl.to_backbone_input` resizes and applies the backbone's own
+# defines); `lab.to_backbone_input` resizes and applies the backbone's own
 # `preprocess_input` ([-1, 1] for MobileNetV2; nothing for EfficientNet, which
 # rescales inside the model: feeding it [0, 1] images is a classic silent bug).
 
@@ -129,7 +129,7 @@ TFDS_NAMES = {"imagenet_to_flowers": "tf_flowers", "imagenet_to_eurosat": "euros
 
 def load(task_name):
     """The task's target data as uint8 arrays (mock data in quick mode)."""
-    task = tl.get_task(task_name)
+    task = lab.get_task(task_name)
     size = IMAGE_SIZE or task.image_shape[0]
     mock = (
         tfds.testing.mock_data(num_examples=MOCK_EXAMPLES)
@@ -137,14 +137,14 @@ def load(task_name):
         else (contextlib.nullcontext())
     )
     with mock:
-        data = load_tfds_arrays(TFDS_NAMES[task_name], (size, size))
+        data = lab.load_tfds_arrays(TFDS_NAMES[task_name], (size, size))
     return task, data, size
 
 
 datasets = {}
 for name in TASKS:
     task, data, size = load(name)
-    x_test = tl.to_backbone_input(data.x_test[:TEST_LIMIT], size, task.backbone)
+    x_test = lab.to_backbone_input(data.x_test[:TEST_LIMIT], size, task.backbone)
     datasets[name] = (task, data, size, x_test, data.y_test[:TEST_LIMIT])
     print(
         f"{name}: {task.backbone} at {size}x{size}, {data.num_classes} classes, "
@@ -159,7 +159,7 @@ for name in TASKS:
 #   mode), a new head trained at `HEAD_LR`: notebook 01's recipe.
 # - **two_phase**: half the steps for the head, then the whole base at
 #   `FINE_TUNE_LR` (`tl.two_phase_fit`): notebook 03's recipe.
-# - **scratch**: `tl.scratch_twin` of the same model, every layer trained at
+# - **scratch**: `lab.scratch_twin` of the same model, every layer trained at
 #   `SCRATCH_LR` for the same number of steps.
 #
 # All three see the same images in each seed and record the test accuracy
@@ -197,7 +197,7 @@ def run(task, size, x_train, y_train, x_test, y_test, seed, strategy):
         )
     else:
         if strategy == "scratch":
-            model = tl.scratch_twin(model, seed=seed)
+            model = lab.scratch_twin(model, seed=seed)
         lr = SCRATCH_LR if strategy == "scratch" else HEAD_LR
         model.compile(
             optimizer=keras.optimizers.Adam(lr),
@@ -216,8 +216,8 @@ for name in TASKS:
     task, data, size, x_test, y_test = datasets[name]
     for n in SIZES:
         for seed in SEEDS:
-            x, y = tl.sample_per_class(data.x_train, data.y_train, n, seed=seed)
-            x = tl.to_backbone_input(x, size, task.backbone)
+            x, y = lab.sample_per_class(data.x_train, data.y_train, n, seed=seed)
+            x = lab.to_backbone_input(x, size, task.backbone)
             for strategy in STRATEGIES:
                 started = time.perf_counter()
                 curve = run(task, size, x, y, x_test, y_test, seed, strategy)
@@ -247,7 +247,7 @@ for name in TASKS:
 # The lines below say whether this run agrees.
 
 # %%
-summary = tl.aggregate(rows, by=("task", "n_per_class", "strategy"))
+summary = lab.aggregate(rows, by=("task", "n_per_class", "strategy"))
 for s in summary:
     print(
         f"{s['task']:22s} {s['n_per_class']:4d}/class {s['strategy']:18s} "
@@ -293,7 +293,7 @@ for ax, name in zip(np.atleast_1d(axes), TASKS, strict=True):
         )
         for strategy in ("feature_extractor", "scratch")
     }
-    tl.plot_transfer_vs_scratch(
+    lab.plot_transfer_vs_scratch(
         curves["feature_extractor"],
         curves["scratch"],
         labels=("ImageNet features, frozen", "scratch twin"),

@@ -58,6 +58,7 @@ from IPython.display import Image
 from matplotlib.figure import Figure
 
 import tlrecipes as tl
+from tlrecipes import lab
 
 START = time.perf_counter()
 keras.utils.set_random_seed(0)
@@ -121,16 +122,16 @@ PHASE2 = [
 FIT = {"batch_size": BATCH_SIZE, "verbose": 0}
 
 
-def get_source(task_name: str) -> tl.SourceModel:
+def get_source(task_name: str) -> lab.SourceModel:
     """The shipped or cached source model; trained once if none is stored."""
     try:
-        return tl.load_source_model(task_name)
+        return lab.load_source_model(task_name)
     except FileNotFoundError:
-        config = tl.SourceConfig(epochs=1) if QUICK else tl.SourceConfig()
+        config = lab.SourceConfig(epochs=1) if QUICK else lab.SourceConfig()
         try:
-            return tl.load_source_model(task_name, config)
+            return lab.load_source_model(task_name, config)
         except FileNotFoundError:
-            return tl.train_source_model(task_name, config)
+            return lab.train_source_model(task_name, config)
 
 
 def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
@@ -179,7 +180,7 @@ rows = []
 for task_name in TASKS:
     source = get_source(task_name)
     for seed in SEEDS:
-        data = tl.get_task(task_name).target_subset(N_PER_CLASS, seed=seed)
+        data = lab.get_task(task_name).target_subset(N_PER_CLASS, seed=seed)
         x, y = data.x_train.astype("float32") / 255.0, data.y_train
         x_test, y_test = data.x_test.astype("float32") / 255.0, data.y_test
         if TEST_IMAGES:

@@ -52,10 +52,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quieter TensorFlow start-u
 import keras  # noqa: E402
 
 from tlrecipes import add_head, trainable_summary, two_phase_fit  # noqa: E402
-from tlrecipes.backbones import application, cut_after_block, small_convnet  # noqa: E402
-from tlrecipes.datasets import load_image_folder  # noqa: E402
+from tlrecipes.backbones import application  # noqa: E402
 from tlrecipes.heads import find_base  # noqa: E402
-from tlrecipes.plots import plot_learning_curves  # noqa: E402
+from tlrecipes.lab.backbones import cut_after_block, small_convnet  # noqa: E402
+from tlrecipes.lab.folders import load_image_folder  # noqa: E402
+from tlrecipes.lab.plots import plot_learning_curves  # noqa: E402
 from tlrecipes.precision import set_precision  # noqa: E402
 
 RECIPE = "feature_extractor"

@@ -51,10 +51,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quieter TensorFlow start-u
 import keras  # noqa: E402
 
 from tlrecipes import add_head, trainable_summary, two_phase_fit  # noqa: E402
-from tlrecipes.backbones import application, small_convnet  # noqa: E402
-from tlrecipes.datasets import load_image_folder  # noqa: E402
+from tlrecipes.backbones import application  # noqa: E402
 from tlrecipes.heads import find_base  # noqa: E402
-from tlrecipes.plots import plot_learning_curves  # noqa: E402
+from tlrecipes.lab.backbones import small_convnet  # noqa: E402
+from tlrecipes.lab.folders import load_image_folder  # noqa: E402
+from tlrecipes.lab.plots import plot_learning_curves  # noqa: E402
 
 RECIPE = "finetune_all"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}

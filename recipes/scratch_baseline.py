@@ -2,10 +2,10 @@
 
 What it does: builds the transfer model (a pretrained base under a new head)
 and its from-scratch twin (the same architecture with every weight freshly
-initialised and every layer trainable, `tlrecipes.experiments.scratch_twin`),
+initialised and every layer trainable, `tlrecipes.lab.scratch_twin`),
 trains both on your images with the same budget (the same epochs, batches and
 head learning rate), and measures the three benefits of transfer on their
-validation-accuracy curves (`tlrecipes.experiments.transfer_benefit`):
+validation-accuracy curves (`tlrecipes.lab.transfer_benefit`):
 
 - jumpstart: transfer minus scratch after the first epoch (a higher start);
 - area (AUC) difference: the average gap over the whole run (a faster climb);
@@ -63,11 +63,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quieter TensorFlow start-u
 import keras  # noqa: E402
 
 from tlrecipes import add_head, two_phase_fit  # noqa: E402
-from tlrecipes.backbones import application, small_convnet  # noqa: E402
-from tlrecipes.datasets import load_image_folder  # noqa: E402
-from tlrecipes.experiments import scratch_twin, transfer_benefit  # noqa: E402
+from tlrecipes.backbones import application  # noqa: E402
 from tlrecipes.heads import find_base  # noqa: E402
-from tlrecipes.plots import plot_transfer_vs_scratch  # noqa: E402
+from tlrecipes.lab.backbones import small_convnet  # noqa: E402
+from tlrecipes.lab.folders import load_image_folder  # noqa: E402
+from tlrecipes.lab.model_copies import scratch_twin  # noqa: E402
+from tlrecipes.lab.plots import plot_transfer_vs_scratch  # noqa: E402
+from tlrecipes.lab.results import transfer_benefit  # noqa: E402
 
 RECIPE = "scratch_baseline"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}

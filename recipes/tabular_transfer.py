@@ -63,9 +63,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tlrecipes import add_head, two_phase_fit, unfreeze  # noqa: E402
-from tlrecipes.experiments import scratch_twin, transfer_benefit  # noqa: E402
 from tlrecipes.heads import find_base  # noqa: E402
-from tlrecipes.plots import plot_transfer_vs_scratch  # noqa: E402
+from tlrecipes.lab.model_copies import scratch_twin  # noqa: E402
+from tlrecipes.lab.plots import plot_transfer_vs_scratch  # noqa: E402
+from tlrecipes.lab.results import transfer_benefit  # noqa: E402
 
 RECIPE = "tabular_transfer"
 TEST_FRACTION, VALIDATION_FRACTION = 0.2, 0.1

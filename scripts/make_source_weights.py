@@ -1,10 +1,10 @@
-"""Trains the source models shipped in `tlrecipes/weights/` and records checksums.
+"""Trains the source models shipped in `tlrecipes/lab/weights/`, records checksums.
 
 The offline tasks' source models are what ImageNet weights are to the
 `keras.applications` backbones: trained once, shipped, loaded instantly. This
 script is the command that reproduces them:
 
-    python scripts/make_source_weights.py            # into tlrecipes/weights/
+    python scripts/make_source_weights.py            # into tlrecipes/lab/weights/
     python scripts/make_source_weights.py --out DIR  # somewhere else, to compare
 
 It trains `train_source_model(task, SourceConfig(), seed=0)` for each task,
@@ -35,7 +35,7 @@ TASKS = ("fashion_a_to_b", "fashion_to_mnist")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--out", default=None, help="Output folder. Defaults to tlrecipes/weights/."
+        "--out", default=None, help="Output folder. Defaults to tlrecipes/lab/weights/."
     )
     parser.add_argument(
         "--tasks",
@@ -48,11 +48,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import keras
 
-    from tlrecipes.experiments import (
-        PACKAGED_WEIGHTS_DIR,
-        SourceConfig,
-        train_source_model,
-    )
+    from tlrecipes.lab.configs import SourceConfig
+    from tlrecipes.lab.sources import PACKAGED_WEIGHTS_DIR, train_source_model
     from tlrecipes.safety import sha256_file
 
     out = Path(args.out) if args.out else PACKAGED_WEIGHTS_DIR

@@ -28,3 +28,17 @@ def backend() -> str:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def fits(monkeypatch):
+    """Records every keras.Model.fit call: a cached result must make none."""
+    calls = []
+    original = keras.Model.fit
+
+    def counting_fit(self, *args, **kwargs):
+        calls.append(self.name)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", counting_fit)
+    return calls

@@ -2,8 +2,8 @@
 
 import pytest
 
-from tlrecipes.advice import CASES, SMALL_MAX_PER_CLASS, advise
-from tlrecipes.experiments import EXTRA_STRATEGIES, STRATEGIES
+from tlrecipes.lab.advice import CASES, SMALL_MAX_PER_CLASS, advise
+from tlrecipes.lab.runs import EXTRA_STRATEGIES, STRATEGIES
 
 
 def test_the_four_cells():

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from tlrecipes.experiments import ResultStore, ScratchComparison, load_rows
-from tlrecipes.plots import (
+from tlrecipes.lab.experiments import ScratchComparison
+from tlrecipes.lab.plots import (
     plot_learning_curves,
     plot_size_sweep,
     plot_transfer_vs_scratch,
     plot_transferability,
 )
+from tlrecipes.lab.results import ResultStore, load_rows
 
 
 def png_size(path):

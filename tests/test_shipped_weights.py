@@ -1,4 +1,4 @@
-"""The source models shipped in tlrecipes/weights/ load offline, verified."""
+"""The source models shipped in tlrecipes/lab/weights/ load offline, verified."""
 
 import json
 import shutil
@@ -6,9 +6,9 @@ import shutil
 import keras
 import numpy as np
 import pytest
-from tlrecipes.safety import ChecksumError
 
-from tlrecipes import experiments
+from tlrecipes.lab import sources
+from tlrecipes.safety import ChecksumError
 
 TASKS = ("fashion_a_to_b", "fashion_to_mnist")
 
@@ -18,11 +18,11 @@ TASKS = ("fashion_a_to_b", "fashion_to_mnist")
 def test_shipped_source_loads_without_training(task, tmp_path, monkeypatch):
     monkeypatch.setenv("TLRECIPES_CACHE_DIR", str(tmp_path / "empty-cache"))
     monkeypatch.setattr(
-        experiments, "train_source_model", lambda *a, **k: pytest.fail("retrained")
+        sources, "train_source_model", lambda *a, **k: pytest.fail("retrained")
     )
-    source = experiments.load_source_model(task)
+    source = sources.load_source_model(task)
     assert source.cached
-    assert source.path.parent == experiments.PACKAGED_WEIGHTS_DIR
+    assert source.path.parent == sources.PACKAGED_WEIGHTS_DIR
     assert source.metrics["test_accuracy"] > 0.85
     assert source.base.name == "convnet"
     x = np.zeros((2, 28, 28, 1), "float32")
@@ -30,7 +30,7 @@ def test_shipped_source_loads_without_training(task, tmp_path, monkeypatch):
 
 
 def test_shipped_checksums_cover_every_file():
-    folder = experiments.PACKAGED_WEIGHTS_DIR
+    folder = sources.PACKAGED_WEIGHTS_DIR
     sums = json.loads((folder / "checksums.json").read_text())
     shipped = {p.name for p in folder.iterdir() if p.suffix in (".keras", ".json")}
     assert shipped - {"checksums.json"} == set(sums)
@@ -39,7 +39,7 @@ def test_shipped_checksums_cover_every_file():
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
 def test_tampered_shipped_weights_are_refused(damage, tmp_path, monkeypatch):
     folder = tmp_path / "weights"
-    shutil.copytree(experiments.PACKAGED_WEIGHTS_DIR, folder)
+    shutil.copytree(sources.PACKAGED_WEIGHTS_DIR, folder)
     model_file = next(folder.glob("fashion_a_to_b-*.keras"))
     data = bytearray(model_file.read_bytes())
     if damage == "flip":
@@ -47,24 +47,24 @@ def test_tampered_shipped_weights_are_refused(damage, tmp_path, monkeypatch):
     else:
         data = data[: len(data) // 2]
     model_file.write_bytes(bytes(data))
-    monkeypatch.setattr(experiments, "PACKAGED_WEIGHTS_DIR", folder)
+    monkeypatch.setattr(sources, "PACKAGED_WEIGHTS_DIR", folder)
     monkeypatch.setenv("TLRECIPES_CACHE_DIR", str(tmp_path / "empty-cache"))
     with pytest.raises(ChecksumError, match=model_file.name):
-        experiments.load_source_model("fashion_a_to_b")
+        sources.load_source_model("fashion_a_to_b")
 
 
 INSTALLED_CHECK = """
 import json, os, sys
 import tlrecipes
-from tlrecipes import experiments
+from tlrecipes.lab import sources
 
 def retrained(*args, **kwargs):
     raise SystemExit("retrained: the shipped weights did not load")
 
-experiments.train_source_model = retrained
-out = {"module": tlrecipes.__file__, "weights": str(experiments.PACKAGED_WEIGHTS_DIR)}
+sources.train_source_model = retrained
+out = {"module": tlrecipes.__file__, "weights": str(sources.PACKAGED_WEIGHTS_DIR)}
 for task in sys.argv[1:]:
-    source = experiments.load_source_model(task)
+    source = sources.load_source_model(task)
     out[task] = source.metrics["test_accuracy"]
 print(json.dumps(out))
 """

@@ -2,15 +2,11 @@
 
 import json
 
-import numpy as np
 import pytest
 
-import tlrecipes.experiments as experiments
-from tlrecipes.backbones import small_convnet
-from tlrecipes.cli import main
-from tlrecipes.experiments import KERAS_GUIDE, TrainConfig, _as_splits, _train_run
-from tlrecipes.heads import find_base
-from tlrecipes.study import SOURCE_ENV, run_demo, run_study
+from tlrecipes.lab import runs, sources
+from tlrecipes.lab.cli import main
+from tlrecipes.lab.study import SOURCE_ENV, run_study
 
 # A tiny source (2 blocks of 4 filters, one epoch on 20 images per class):
 # trains in about a second, cached for the whole session.
@@ -21,21 +17,21 @@ TINY = ["--quick", "--task", "fashion_a_to_b", "--sizes", "2", "--epochs", "1"]
 @pytest.fixture(autouse=True)
 def _tiny_source(monkeypatch, tmp_path_factory):
     cache = tmp_path_factory.getbasetemp() / "source_cache"
-    monkeypatch.setenv(experiments.CACHE_ENV, str(cache))
+    monkeypatch.setenv(sources.CACHE_ENV, str(cache))
     monkeypatch.setenv(SOURCE_ENV, TINY_SOURCE)
 
 
 @pytest.fixture
 def trainings(monkeypatch):
-    """Counts real trainings: wraps `_train_run` and calls straight through."""
+    """Counts real trainings: wraps `train_run` and calls straight through."""
     calls = []
-    real = experiments._train_run
+    real = runs.train_run
 
     def counting(*args, **kwargs):
         calls.append(kwargs.get("strategy"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(experiments, "_train_run", counting)
+    monkeypatch.setattr(runs, "train_run", counting)
     return calls
 
 
@@ -117,74 +113,3 @@ def test_bad_study_values_exit_2(capsys, args, expected):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
     assert expected in err and err.count("\n") == 1
-
-
-def _tiny_splits(n_per_class=5, classes=3):
-    rng = np.random.default_rng(0)
-    y = np.arange(n_per_class * classes) % classes
-    x = rng.normal(size=(len(y), 8, 8, 1)).astype("float32") + y[:, None, None, None]
-    return _as_splits((x, y, x, y), "target")
-
-
-def test_keras_guide_counts_epochs_and_ends_at_1e_5():
-    base = small_convnet((8, 8, 1), blocks=2, width=4)
-    config = TrainConfig(epochs=1, min_steps=200, batch_size=32, curve_points=3)
-    metrics, model = _train_run(
-        base, _tiny_splits(), config, 0, strategy="keras_guide_2_1"
-    )
-    # 15 images, batch 32: one step per epoch; 2 + 1 epochs, min_steps ignored.
-    assert (metrics["epochs"], metrics["steps"]) == (3, 3)
-    assert metrics["curve_steps"] == [1, 2, 3]
-    assert float(model.optimizer.learning_rate) == pytest.approx(
-        KERAS_GUIDE["fine_tune_lr"]
-    )
-    assert find_base(model).trainable  # the guide unfreezes the whole base
-
-
-def test_earlier_block_reads_a_frozen_middle_block():
-    base = small_convnet((8, 8, 1), blocks=3, width=4)
-    config = TrainConfig(epochs=2, min_steps=0)
-    metrics, model = _train_run(
-        base, _tiny_splits(), config, 0, strategy="earlier_block"
-    )
-    cut = find_base(model)
-    assert cut.output_shape == base.get_layer("block2_pool").output.shape
-    assert not any(layer.name.startswith("block3_") for layer in cut.layers)
-    for layer in cut.layers:  # frozen: the source weights, exactly
-        for got, want in zip(
-            layer.get_weights(), base.get_layer(layer.name).get_weights(), strict=True
-        ):
-            np.testing.assert_array_equal(got, want)
-    assert metrics["steps"] == 2
-
-
-def test_unknown_strategy_lists_the_new_ones():
-    base = small_convnet((8, 8, 1), blocks=2, width=4)
-    with pytest.raises(ValueError, match="earlier_block"):
-        experiments.size_sweep(
-            base,
-            (np.zeros((2, 8, 8, 1)), [0, 1]) * 2,
-            sizes=[1],
-            strategies=["earlier_block_2"],
-        )
-
-
-def test_demo_reports_both_phases(capsys):
-    metrics = run_demo(
-        images_per_class=2,
-        source_per_class=10,
-        source_epochs=1,
-        head_epochs=1,
-        fine_tune_epochs=1,
-    )
-    out = capsys.readouterr().out
-    assert set(metrics) == {
-        "source_accuracy",
-        "head_accuracy",
-        "fine_tuned_accuracy",
-        "seconds",
-    }
-    assert all(
-        0.0 <= metrics[k] <= 1.0 for k in ("head_accuracy", "fine_tuned_accuracy")
-    )
-    assert "frozen-base" in out and "fine-tuned test accuracy" in out

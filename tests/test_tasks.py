@@ -1,4 +1,4 @@
-"""Tests for tlrecipes.tasks: the registry, the offline tasks and target subsets."""
+"""Tests for tlrecipes.lab.tasks: the registry, offline tasks and target subsets."""
 
 import hashlib
 import pathlib
@@ -6,9 +6,9 @@ import pathlib
 import numpy as np
 import pytest
 
-from tlrecipes import datasets, tasks
-from tlrecipes.datasets import DATA_DIR_ENV, FASHION_MNIST_CLASSES, OFFLINE_ENV
-from tlrecipes.tasks import Task, get_task, list_tasks, register_task
+from tlrecipes.lab import idx_files, offline_data, tasks
+from tlrecipes.lab.offline_data import DATA_DIR_ENV, FASHION_MNIST_CLASSES, OFFLINE_ENV
+from tlrecipes.lab.tasks import Task, get_task, list_tasks, register_task
 
 DEBIAN = pathlib.Path("/usr/share/datasets/fashion-mnist")
 needs_debian = pytest.mark.skipif(
@@ -25,7 +25,9 @@ def _offline(monkeypatch, tmp_path):
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
     monkeypatch.setattr(
-        datasets, "_keras_cache_dirs", lambda: [tmp_path / "keras_home" / "datasets"]
+        offline_data,
+        "_keras_cache_dirs",
+        lambda: [tmp_path / "keras_home" / "datasets"],
     )
 
 
@@ -113,10 +115,10 @@ def test_fashion_a_to_b_loads_both_halves():
 def test_task_data_is_cached_but_handed_out_as_copies():
     task = get_task("fashion_a_to_b")
     first = task.source_data()
-    misses = datasets._read_idx_cached.cache_info().misses
+    misses = idx_files._read_idx_cached.cache_info().misses
     first.x_train[:] = 0
     second = task.source_data()
-    assert datasets._read_idx_cached.cache_info().misses == misses  # no re-read
+    assert idx_files._read_idx_cached.cache_info().misses == misses  # no re-read
     assert second.x_train.max() == 255 and second.x_train is not first.x_train
 
 

@@ -1,5 +1,5 @@
 import sys
 
-from tlrecipes.cli import main
+from tlrecipes.lab.cli import main
 
 sys.exit(main())

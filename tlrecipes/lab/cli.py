@@ -2,12 +2,16 @@
 
 Also runs as `python -m tlrecipes ...`. Bad arguments exit with status 2 and a
 one-line error that names the fix. Keras is imported only once a command
-runs, after `--backend` has set `KERAS_BACKEND`.
+that trains runs (`study`, `demo`), after `--backend` has set
+`KERAS_BACKEND`: `tlrecipes --help` and `tlrecipes advise` need no Keras
+backend, and `study` or `demo` without one says which package to install.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -141,7 +145,7 @@ def _count_per_class(data_dir: str) -> int:
 
 
 def _advise(args: argparse.Namespace) -> int:
-    from tlrecipes.advice import advise
+    from tlrecipes.lab.advice import advise
 
     n = args.images_per_class
     if args.data_dir:
@@ -192,10 +196,11 @@ def _keras_backend() -> str | None:
 def _set_backend(backend: str | None, argv: Sequence[str] | None) -> int | None:
     """Sets KERAS_BACKEND; re-runs the command if Keras already has another.
 
-    `import tlrecipes` imports Keras, so the console script has chosen a
-    backend before `main` runs. Run from the command line (`argv` None), the
-    process re-executes itself with the variable set; called from Python with
-    another backend loaded, it is an error.
+    When Keras is already imported (by the caller, or by an eager `import
+    tlrecipes`), its backend was chosen before `main` runs. Run from the
+    command line (`argv` None), the process re-executes itself with the
+    variable set; called from Python with another backend loaded, it is an
+    error.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
@@ -218,8 +223,53 @@ def _set_backend(backend: str | None, argv: Sequence[str] | None) -> int | None:
     return 2
 
 
+_BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def _configured_backend() -> str:
+    """The backend Keras will load: $KERAS_BACKEND, else keras.json, else tensorflow."""
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    home = os.environ.get("KERAS_HOME") or os.path.join(
+        os.path.expanduser("~"), ".keras"
+    )
+    try:
+        with open(os.path.join(home, "keras.json")) as f:
+            return str(json.load(f).get("backend") or "tensorflow")
+    except (OSError, ValueError, AttributeError):
+        return "tensorflow"
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a blocked or half-installed module
+        return False
+
+
+def _check_backend_installed(command: str) -> int | None:
+    """Says which package to install when Keras or its backend is missing."""
+    if _keras_backend() is not None:
+        return None  # Keras is imported, backend and all
+    backend = _configured_backend()
+    missing = [module for module in ("keras", backend) if not _installed(module)]
+    if not missing:
+        return None
+    chosen = backend if backend in _BACKENDS else "tensorflow"
+    others = [b for b in _BACKENDS if b != chosen]
+    print(
+        f"tlrecipes {command}: error: {command} trains models and needs Keras "
+        f"with a backend, but {' and '.join(missing)} "
+        f"{'is' if len(missing) == 1 else 'are'} not installed (fix: pip install "
+        f'"tlrecipes[{chosen}]", or "tlrecipes[{others[0]}]" or '
+        f'"tlrecipes[{others[1]}]" with KERAS_BACKEND={others[0]} or {others[1]})',
+        file=sys.stderr,
+    )
+    return 1
+
+
 def _study(args: argparse.Namespace) -> int:
-    from tlrecipes.study import StudyError, run_study
+    from tlrecipes.lab.study import StudyError, run_study
 
     try:
         run_study(
@@ -246,7 +296,7 @@ def _study(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from tlrecipes.study import run_demo
+    from tlrecipes.lab.demo import run_demo
 
     run_demo(images_per_class=args.images_per_class, seed=args.seed)
     return 0
@@ -274,6 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "advise":
         return _advise(args)
     status = _set_backend(getattr(args, "backend", None), argv)
+    if status is None:
+        status = _check_backend_installed(args.command)
     if status is not None:
         return status
     if args.command == "demo":

@@ -1,0 +1,162 @@
+"""Which recipe to use: the source tutorial's 2x2 table, as rules.
+
+The table, from the transfer-learning tutorial this project grew from (after
+CS231n's notes), crosses the size of the target data with its similarity to
+the source problem. It is advice, not evidence:
+`tlrecipes study` measures each cell on the offline tasks, and `advise` says
+where the measured best disagrees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Advice", "advise", "SMALL_MAX_PER_CLASS", "CASES"]
+
+#: Up to this many training images per class counts as "small" target data.
+#: Soekhoe et al. (2016) found transfer beats training from scratch below
+#: roughly 500 images per class; the study's "small" case uses 10 per class and
+#: its "large" case 400 per class.
+SMALL_MAX_PER_CLASS = 100
+
+#: (size, similarity) -> (strategy, the tutorial's words, why).
+CASES: dict[tuple[str, str], tuple[str, str, str]] = {
+    ("small", "similar"): (
+        "feature_extractor",
+        "Use the pretrained model as a fixed feature extractor; train a new head.",
+        "Too little data to fine-tune without overfitting, and the pretrained "
+        "features already fit the problem.",
+    ),
+    ("small", "different"): (
+        "earlier_block",
+        "Do not use the pretrained model as it is; take features from an "
+        "earlier block (the CS231n alternative).",
+        "Late features are specific to the source problem; early ones (edges, "
+        "textures) are general, and there is too little data to retrain much.",
+    ),
+    ("large", "similar"): (
+        "two_phase",
+        "Fine-tune: train the new head first, then unfreeze and fine-tune at a "
+        "low learning rate.",
+        "Enough data to adapt the features without overfitting; starting from "
+        "similar features converges faster and higher.",
+    ),
+    ("large", "different"): (
+        "fine_tune_all",
+        "Train the whole network, initialised with the pretrained weights.",
+        "Enough data to learn the new problem's features; pretrained weights "
+        "still give a faster start than random ones.",
+    ),
+}
+
+_CODE = {
+    "feature_extractor": (
+        "model = tl.add_head(base, num_classes)\n"
+        "tl.two_phase_fit(model, x, y, head_epochs=20, fine_tune_epochs=0)"
+    ),
+    "earlier_block": (
+        "early = lab.cut_after_block(base, 2)  # or base up to an earlier layer\n"
+        "model = tl.add_head(early, num_classes)\n"
+        "tl.two_phase_fit(model, x, y, head_epochs=20, fine_tune_epochs=0)"
+    ),
+    "two_phase": (
+        "model = tl.add_head(base, num_classes)\n"
+        "tl.two_phase_fit(model, x, y, head_epochs=10, fine_tune_epochs=10)"
+    ),
+    "fine_tune_all": (
+        "model = tl.add_head(base, num_classes)\n"
+        "tl.two_phase_fit(model, x, y, head_epochs=0, fine_tune_epochs=20)"
+    ),
+}
+
+_RECIPE = {
+    "feature_extractor": "recipes/feature_extractor.py",
+    "earlier_block": "recipes/feature_extractor.py --cut-after-block 2",
+    # --cut-after-block needs block-named layers (small_convnet, VGG16/19);
+    # for other backbones pass --cut-at <layer name> instead.
+    "two_phase": "recipes/two_phase_finetune.py",
+    "fine_tune_all": "recipes/finetune_all.py",
+}
+
+
+@dataclass
+class Advice:
+    """A recommendation: the strategy, the reasons, and how to run it."""
+
+    size: str
+    similarity: str
+    images_per_class: int
+    strategy: str
+    tutorial_says: str
+    why: str
+    code: str
+    command: str
+
+    def __str__(self) -> str:
+        return "\n".join(
+            [
+                f"Case: {self.size} target data ({self.images_per_class} images per "
+                f"class; small means <= {SMALL_MAX_PER_CLASS}), {self.similarity} "
+                "problem.",
+                f"Recommended recipe: {self.strategy}",
+                f"  {self.tutorial_says}",
+                f"Why: {self.why}",
+                "Based on: the source tutorial's 2x2 table (dataset size x "
+                "similarity; rules, not measurements). Run `tlrecipes study` to "
+                "measure all strategies against a from-scratch twin.",
+                "",
+                "Run it on your own image folder:",
+                f"  python {self.command}"
+                + ("" if "--data-dir" in self.command else " --data-dir DIR"),
+                "",
+                "Or in code (import tlrecipes as tl; from tlrecipes import lab):",
+                *("  " + line for line in self.code.splitlines()),
+            ]
+        )
+
+
+def advise(images_per_class: int, similar: bool) -> Advice:
+    """Recommends a transfer-learning recipe for a target dataset.
+
+    Args:
+        images_per_class: Training images per class in the target data.
+        similar: Whether the target problem resembles the source problem
+            (natural photos for ImageNet, clothing for a Fashion-MNIST source).
+
+    Returns:
+        An `Advice`; `print()` it.
+
+    Raises:
+        ValueError: If `images_per_class` is not a positive integer.
+
+    Example:
+
+    >>> advise(10, similar=True).strategy
+    'feature_extractor'
+    >>> advise(500, similar=False).strategy
+    'fine_tune_all'
+    """
+    if isinstance(images_per_class, bool) or not isinstance(images_per_class, int):
+        raise ValueError(
+            "Received an invalid value for `images_per_class`, expected a positive "
+            f"integer. Received: images_per_class={images_per_class!r}."
+        )
+    if images_per_class < 1:
+        raise ValueError(
+            "Received an invalid value for `images_per_class`, expected a positive "
+            f"integer. Received: images_per_class={images_per_class}. Fix: count the "
+            "training images of your smallest class."
+        )
+    size = "small" if images_per_class <= SMALL_MAX_PER_CLASS else "large"
+    similarity = "similar" if similar else "different"
+    strategy, says, why = CASES[(size, similarity)]
+    return Advice(
+        size=size,
+        similarity=similarity,
+        images_per_class=images_per_class,
+        strategy=strategy,
+        tutorial_says=says,
+        why=why,
+        code=_CODE[strategy],
+        command=_RECIPE[strategy],
+    )

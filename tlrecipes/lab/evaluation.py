@@ -1,0 +1,38 @@
+"""Test accuracy of a classifier, once (`accuracy_of`) or along training."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+__all__ = ["LearningCurve", "accuracy_of"]
+
+
+class LearningCurve(keras.callbacks.Callback):
+    """Test accuracy at chosen epochs, with the optimisation step it was at."""
+
+    def __init__(self, x, y, eval_epochs, steps_per_epoch, batch_size):
+        super().__init__()
+        self.offset = 0  # epochs already run by an earlier `fit` of the same run
+        self.x, self.y = x, y
+        self.eval_epochs = set(eval_epochs)
+        self.steps_per_epoch = steps_per_epoch
+        self.batch_size = batch_size
+        self.steps: list[int] = []
+        self.accuracy: list[float] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        epoch += self.offset
+        if epoch + 1 in self.eval_epochs:
+            self.steps.append((epoch + 1) * self.steps_per_epoch)
+            self.accuracy.append(
+                accuracy_of(self.model, self.x, self.y, self.batch_size)
+            )
+
+
+def accuracy_of(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256
+) -> float:
+    """Test accuracy of a softmax classifier, rounded to 6 decimals."""
+    probs = model.predict(x, batch_size=max(batch_size, 256), verbose=0)
+    return round(float(np.mean(np.argmax(probs, axis=-1) == y)), 6)

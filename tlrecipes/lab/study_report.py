@@ -1,0 +1,279 @@
+"""The study's report: REPORT.md, results.csv/json, summary.json and the figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tlrecipes.lab.study_figures import write_figures
+from tlrecipes.lab.study_summary import (
+    advised_cell,
+    best_cell,
+    case_name,
+    percent_text,
+    signed_text,
+    verdict,
+)
+
+__all__ = ["StudyResult", "write_report"]
+
+
+@dataclass
+class StudyResult:
+    """What `run_study` did and where it wrote it.
+
+    Attributes:
+        out: The report folder.
+        rows: One dict per run (the rows of `size_sweep` plus `task`).
+        cases: One summary dict per (task, size): the 2x2 table's cells.
+        trained: Runs trained by this call.
+        reused: Runs read back from the store instead.
+        seconds: Wall time of the call.
+        files: Paths of the report, CSV, JSON and figures.
+    """
+
+    out: Path
+    rows: list[dict[str, Any]]
+    cases: list[dict[str, Any]]
+    trained: int
+    reused: int
+    seconds: float
+    files: list[Path] = field(default_factory=list)
+
+
+def _environment() -> dict[str, Any]:
+    import keras
+
+    import tlrecipes
+
+    backend = keras.backend.backend()
+    versions = {
+        "tlrecipes": getattr(tlrecipes, "__version__", "unknown"),
+        "keras": keras.version(),
+        "backend": backend,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+    module = sys.modules.get(backend)
+    versions["backend_version"] = getattr(module, "__version__", "")
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [
+                line.split(":", 1)[1].strip() for line in f if "model name" in line
+            ]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    gpus: list[str] = []
+    try:
+        if backend == "jax":
+            import jax
+
+            gpus = [d.device_kind for d in jax.devices() if d.platform != "cpu"]
+        elif backend == "torch":
+            import torch
+
+            if torch.cuda.is_available():
+                gpus = [
+                    torch.cuda.get_device_name(i)
+                    for i in range(torch.cuda.device_count())
+                ]
+        elif backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = [
+                tf.config.experimental.get_device_details(d).get("device_name", d.name)
+                for d in tf.config.list_physical_devices("GPU")
+            ]
+    except Exception:  # noqa: BLE001 - the report says "unknown" instead
+        gpus = ["unknown"]
+    device = f"{', '.join(gpus)} (GPU); " if gpus else "no GPU; "
+    device += f"CPU {cpu}, {os.cpu_count()} cores"
+    return {"versions": versions, "device": device, "platform": platform.platform()}
+
+
+def _strategy_table(case: dict[str, Any]) -> list[str]:
+    lines = [
+        "| strategy | test accuracy (%) | gain over scratch (points) | steps | epochs "
+        "| seconds per run |",
+        "|---|---|---|---|---|---|",
+    ]
+    order = sorted(case["strategies"].items(), key=lambda kv: -kv[1]["accuracy_mean"])
+    for name, s in order:
+        mark = " (advised)" if name in case["advised"] else ""
+        best = "**" if name == case["best"] else ""
+        gain = "—" if name == "scratch" else signed_text(s["gain_mean"], s["gain_std"])
+        lines.append(
+            f"| {best}{name}{best}{mark} "
+            f"| {percent_text(s['accuracy_mean'], s['accuracy_std'])} "
+            f"| {gain} | {s['steps']} | {s['epochs']} | {s['seconds_mean']:.1f} |"
+        )
+    return lines
+
+
+def write_report(result: StudyResult, plan: dict[str, Any]) -> list[Path]:
+    """Writes REPORT.md, results.csv/json, summary.json and the figures."""
+    from tlrecipes.lab.results import ResultStore
+    from tlrecipes.lab.runs import KERAS_GUIDE
+
+    out, cases = result.out, result.cases
+    store = ResultStore()
+    for row in result.rows:
+        store.add(row)
+    files = [store.to_csv(out / "results.csv"), store.to_json(out / "results.json")]
+    env = _environment()
+    summary = {
+        "plan": plan,
+        "environment": env,
+        "duration_seconds": round(result.seconds, 1),
+        "trained": result.trained,
+        "reused": result.reused,
+        "training_seconds": round(sum(r["seconds"] for r in result.rows), 1),
+        "cases": cases,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    files.append(out / "summary.json")
+    try:
+        figures = write_figures(cases, result.rows, plan, out)
+    except ImportError:  # matplotlib missing: numbers only
+        figures = []
+    files += figures
+    config = plan["config"]
+    seeds = len(plan["seeds"])
+    lines = [
+        "# The four cases of transfer learning, measured",
+        "",
+        "Generated by `tlrecipes study`"
+        + (
+            " --quick (tiny budgets: a smoke run, the numbers mean nothing)"
+            if plan["quick"]
+            else ""
+        )
+        + f" on {time.strftime('%Y-%m-%d %H:%M')}. Test accuracy on each target's full "
+        f"test split, in %, mean ± standard deviation over {seeds} seed(s); each seed "
+        "draws its own training sample and initialisation. *Gain* = strategy minus "
+        "the from-scratch twin of the same seed (same architecture, re-initialised, "
+        "same budget), in points.",
+        "",
+        "## The 2x2 table: the source tutorial's advice against the measurements",
+        "",
+        "| case | advice from the source tutorial | measured best | its gain over "
+        "scratch | the advised strategy, measured | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for case in cases:
+        best, gain = best_cell(case)
+        lines.append(
+            f"| {case_name(case)} | {case['advice']} | {best} | {gain} | "
+            f"{advised_cell(case)} | {verdict(case)} |"
+        )
+    lines += [
+        "",
+        "The advice comes from the tutorial's table (REFERENCES.md, \"The four "
+        'cases"): small/similar -> feature extractor; small/different -> do not use '
+        "the pretrained model, measured as `scratch`, with CS231n's alternative "
+        "(features from an earlier layer, `earlier_block`); large/similar -> "
+        "fine-tune, head first then the base at a low rate (`two_phase`); "
+        "large/different -> train everything from the pretrained initialisation "
+        "(`fine_tune_all`). Where the seeds' spread is as large as a difference, "
+        "the verdict says so: one seed can show a gain that the next one erases.",
+        "",
+    ]
+    disagreements = [c for c in cases if c["best"] and not c["agrees"]]
+    if disagreements:
+        lines += ["### Where the measurements disagree with the advice", ""]
+        for case in disagreements:
+            lines.append(f"- **{case_name(case)}**: {verdict(case)}.")
+        lines.append("")
+    lines += ["## Every strategy, per case", ""]
+    for case in cases:
+        lines += [f"### {case_name(case)}", "", *_strategy_table(case), ""]
+    if figures:
+        lines += ["## Figures", ""]
+        captions = {
+            "benefit_curves.png": "The best step-budgeted transfer strategy of each "
+            "case against its from-scratch twin: jumpstart, area and final gap "
+            "annotated (mean and spread over seeds).",
+            "learning_curves.png": "Every strategy's mean test accuracy during "
+            "training (the Keras guide runs its own number of epochs, so its "
+            "curve is shorter or longer).",
+            "gain_over_scratch.png": "Gain over scratch per strategy, error bars = "
+            "standard deviation over seeds; green = the tutorial's advice.",
+            "accuracy_vs_size.png": "Accuracy against training images per class, per "
+            "task (log scale).",
+        }
+        for path in figures:
+            lines += [
+                f"![{path.stem}]({path.name})",
+                "",
+                captions.get(path.name, ""),
+                "",
+            ]
+    guide = plan["guide_epochs"]
+    lines += [
+        "## Settings",
+        "",
+        f"- Tasks: {', '.join(plan['tasks'])}; sizes (training images per class): "
+        f"{', '.join(str(n) for n in plan['sizes'])}; seeds: {plan['seeds']}.",
+    ]
+    for task, info in plan["available"].items():
+        lines.append(
+            f"- `{task}` target data: {info['data']} ({info['per_class']} training "
+            "images per class available)."
+        )
+    for task, info in plan["sources"].items():
+        where = "shipped with tlrecipes" if info["shipped"] else "trained and cached"
+        lines.append(
+            f"- Source model of `{task}`: `{Path(info['path']).name}` ({where}), "
+            f"config {info['config']}, source test accuracy {info['test_accuracy']}."
+        )
+    lines += [
+        f"- Budget (`TrainConfig`): {config}. Every strategy except `keras_guide` gets "
+        f"max({config['epochs']} epochs, {config['min_steps']} optimisation steps) at "
+        f"batch size {config['batch_size']}; heads on a frozen base train at "
+        f"{config['head_lr']}, whole networks at {config['learning_rate']}, "
+        f"`two_phase` spends {config['head_fraction']:.0%} of the budget on the head "
+        f"then fine-tunes at {config['fine_tune_lr']}. BatchNorm layers with source "
+        "statistics stay frozen.",
+        "- `earlier_block`: the source base cut after block 2 of 3 (7x7x64 "
+        "features), frozen, new head (`cut_after_block`).",
+        f"- `keras_guide`: the Keras transfer-learning guide's recipe as written "
+        f"(keras.io/guides/transfer_learning): base called with `training=False`, "
+        f"GlobalAveragePooling -> Dropout({KERAS_GUIDE['dropout']}) -> Dense; "
+        f"`Adam()` for {guide[0]} epochs with the base frozen, then "
+        f"`base.trainable = True`, `Adam({KERAS_GUIDE['fine_tune_lr']})` for "
+        f"{guide[1]} epochs; batch size {KERAS_GUIDE['batch_size']}; epochs counted "
+        "as epochs (at 10 images per class and 5 classes an epoch is 2 steps). Its "
+        "data augmentation (random flips and rotations of photos) is left out.",
+        f"- Workers: {plan['workers']}.",
+        "",
+        "## Run",
+        "",
+        f"- Device: {env['device']}.",
+        f"- Software: {', '.join(f'{k} {v}' for k, v in env['versions'].items())}; "
+        f"{env['platform']}.",
+        f"- Duration: {result.seconds:.0f} s wall for this invocation; "
+        f"{result.trained} run(s) trained, {result.reused} reused from "
+        f"`runs/`; {summary['training_seconds']:.0f} s of training summed over runs.",
+        "- Files: `results.csv` and `results.json` (one row per run, with learning "
+        "curves), `summary.json` (the tables' numbers), `runs/*.jsonl` (the "
+        "resumable store).",
+        "",
+        "Reproduce: `tlrecipes study"
+        + (" --quick" if plan["quick"] else "")
+        + f" --task {' --task '.join(plan['tasks'])} --sizes "
+        f"{','.join(str(n) for n in plan['sizes'])} --seeds {seeds}`.",
+        "",
+    ]
+    (out / "REPORT.md").write_text("\n".join(lines))
+    files.insert(0, out / "REPORT.md")
+    return files
