@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tlrecipes.lab.configs import SourceConfig
     from tlrecipes.lab.sources import PACKAGED_WEIGHTS_DIR, train_source_model
-    from tlrecipes.safety import sha256_file
+    from tlrecipes.safe_loading import sha256_file
 
     out = Path(args.out) if args.out else PACKAGED_WEIGHTS_DIR
     out.mkdir(parents=True, exist_ok=True)

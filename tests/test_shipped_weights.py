@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tlrecipes.lab import sources
-from tlrecipes.safety import ChecksumError
+from tlrecipes.safe_loading import ChecksumError
 
 TASKS = ("fashion_a_to_b", "fashion_to_mnist")
 

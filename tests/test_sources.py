@@ -25,7 +25,7 @@ from tlrecipes.lab.sources import (
     source_key,
     train_source_model,
 )
-from tlrecipes.safety import ChecksumError, sha256_file
+from tlrecipes.safe_loading import ChecksumError, sha256_file
 
 
 def test_train_source_model_saves_and_reuses_cache(tmp_path, fits):

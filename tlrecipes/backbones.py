@@ -20,20 +20,6 @@ import keras
 
 __all__ = ["application"]
 
-# Transitional: the current, eager `tlrecipes/__init__.py` still imports these
-# three names from here. They live in the lab now; delete this table and
-# `__getattr__` once the lazy kit `__init__` lands.
-_MOVED_TO_LAB = ("block_names", "cut_after_block", "small_convnet")
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_LAB:
-        from tlrecipes.lab import backbones
-
-        return getattr(backbones, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 # Friendly name -> (model constructor, module with its preprocess_input).
 _APPLICATIONS: dict[str, tuple[str, str]] = {
     "mobilenet": ("MobileNet", "mobilenet"),

@@ -15,7 +15,7 @@ def run_demo(
     images_per_class: int = 10,
     source_per_class: int = 1000,
     source_epochs: int = 2,
-    head_epochs: int = 10,
+    head_epochs: int | str = "auto",
     fine_tune_epochs: int = 50,
     seed: int = 0,
 ) -> dict[str, float]:
@@ -32,9 +32,9 @@ def run_demo(
         images_per_class: Target training images per class. Defaults to 10.
         source_per_class: Source training images per class. Defaults to 1000.
         source_epochs: Epochs of source training. Defaults to 2.
-        head_epochs: Epochs of the head phase; `two_phase_fit` raises them to
-            reach 200 optimisation steps (an epoch of 50 images is 2 steps).
-            Defaults to 10.
+        head_epochs: Epochs of the head phase, or `"auto"` (the library's
+            default): enough epochs for 200 optimisation steps (an epoch of
+            50 images is 2 steps). Defaults to `"auto"`.
         fine_tune_epochs: Epochs of the fine-tuning phase. Defaults to 50.
         seed: Random seed. Defaults to 0.
 
@@ -54,12 +54,8 @@ def run_demo(
     from tlrecipes.lab.backbones import small_convnet
     from tlrecipes.lab.offline_data import load_fashion_mnist
     from tlrecipes.lab.sampling import sample_per_class, select_classes
-    from tlrecipes.training import (
-        FINE_TUNE_LR,
-        MIN_HEAD_STEPS,
-        make_optimizer,
-        two_phase_fit,
-    )
+    from tlrecipes.optimizers import make_optimizer
+    from tlrecipes.training import FINE_TUNE_LR, MIN_HEAD_STEPS, two_phase_fit
 
     start = time.perf_counter()
     keras.utils.set_random_seed(seed)
@@ -80,7 +76,7 @@ def run_demo(
     def compile_at(model: keras.Model, lr: float) -> None:
         model.compile(
             optimizer=make_optimizer("adam", lr),
-            loss="sparse_categorical_crossentropy",
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
 
@@ -105,7 +101,8 @@ def run_demo(
     print(
         f"2. Target: {', '.join(target.class_names)}, {images_per_class} images "
         f"per class; new head on the frozen base (add_head + two_phase_fit "
-        f"phase 1, at least {MIN_HEAD_STEPS} steps)"
+        f"phase 1, "
+        + (f"{MIN_HEAD_STEPS} steps)" if head_epochs == "auto" else f"{head_epochs} epochs)")
     )
     history = two_phase_fit(
         model,

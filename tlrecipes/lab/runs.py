@@ -22,14 +22,18 @@ import keras
 from tqdm.auto import tqdm
 
 from tlrecipes.freezing import flat_layers, freeze_until, is_batchnorm, unfreeze
-from tlrecipes.heads import HEAD_PREFIX, add_head, find_base
+from tlrecipes.heads import add_head, find_base, find_head_start
 from tlrecipes.lab.array_splits import ArraySplits, target_splits
 from tlrecipes.lab.backbones import block_names, cut_after_block
 from tlrecipes.lab.configs import TrainConfig
 from tlrecipes.lab.evaluation import LearningCurve
 from tlrecipes.lab.model_copies import fresh_copy
 from tlrecipes.lab.results import ResultStore
-from tlrecipes.training import make_optimizer, two_phase_fit
+from tlrecipes.optimizers import make_optimizer
+from tlrecipes.training import two_phase_fit
+
+# Heads built by add_head output logits: the loss is computed from them.
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 __all__ = [
     "EXTRA_STRATEGIES",
@@ -81,17 +85,10 @@ def step_budget(n_train: int, config: TrainConfig) -> tuple[int, int, list[int]]
     return steps_per_epoch, epochs, eval_epochs
 
 
-def _head_start(model: keras.Model) -> int:
-    for i, layer in enumerate(flat_layers(model)):
-        if layer.name.startswith(HEAD_PREFIX):
-            return i
-    raise ValueError(f"Model {model.name!r} has no head_* layers.")  # pragma: no cover
-
-
 def _block_start(model: keras.Model, block: int, blocks: int) -> int:
     """Index of the first layer of `block` (the head when past the last block)."""
     if block > blocks:
-        return _head_start(model)
+        return find_head_start(model)
     names = [layer.name for layer in flat_layers(model)]
     return next(i for i, n in enumerate(names) if n.startswith(f"block{block}_"))
 
@@ -145,7 +142,7 @@ def check_strategy(strategy: str, blocks: int) -> None:
 def _compile(model: keras.Model, config: TrainConfig, learning_rate: float) -> None:
     model.compile(
         optimizer=make_optimizer(config.optimizer, learning_rate),
-        loss="sparse_categorical_crossentropy",
+        loss=LOSS,
         metrics=["accuracy"],
     )
 
@@ -216,20 +213,19 @@ def train_run(
             model,
             splits.x_train,
             splits.y_train,
-            head_epochs=head_epochs,
+            head_epochs=head_epochs,  # the budget is set here, the same for every strategy
             fine_tune_epochs=epochs - head_epochs,
             head_lr=config.head_lr,
             fine_tune_lr=config.fine_tune_lr,
             optimizer=config.optimizer,
             train_bn=False,
-            min_head_steps=0,  # the budget is set here, the same for every strategy
             **fit,
         )
     else:
         if strategy == "scratch":
             unfreeze(model, train_bn=True)
         elif strategy == "feature_extractor" or cut:
-            freeze_until(model, _head_start(model))
+            freeze_until(model, find_head_start(model))
         elif strategy == "fine_tune_all":
             unfreeze(model)  # BatchNorm keeps the source statistics
         elif strategy is not None:  # freeze_<k>
@@ -273,7 +269,7 @@ def _keras_guide_fit(
     base.trainable = False
     model.compile(
         optimizer=keras.optimizers.Adam(),  # the guide's default learning rate
-        loss="sparse_categorical_crossentropy",
+        loss=LOSS,
         metrics=["accuracy"],
     )
     history = model.fit(splits.x_train, splits.y_train, epochs=epochs[0], **fit)
@@ -281,7 +277,7 @@ def _keras_guide_fit(
         base.trainable = True  # every base layer, BatchNorm included
         model.compile(
             optimizer=keras.optimizers.Adam(KERAS_GUIDE["fine_tune_lr"]),
-            loss="sparse_categorical_crossentropy",
+            loss=LOSS,
             metrics=["accuracy"],
         )
         curve.offset = epochs[0]

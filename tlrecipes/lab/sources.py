@@ -31,8 +31,8 @@ from tlrecipes.lab.provenance import (
     library_versions,
     stable_hash,
 )
-from tlrecipes.safety import ChecksumError, safe_load_model, verify_checksum
-from tlrecipes.training import make_optimizer
+from tlrecipes.safe_loading import ChecksumError, safe_load_model, verify_checksum
+from tlrecipes.optimizers import make_optimizer
 
 __all__ = [
     "CACHE_ENV",
@@ -242,7 +242,7 @@ def train_source_model(
     unfreeze(model, train_bn=True)  # a source model trains every layer
     model.compile(
         optimizer=make_optimizer(config.optimizer, config.learning_rate),
-        loss="sparse_categorical_crossentropy",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
     start = time.perf_counter()
