@@ -1,0 +1,1 @@
+"""The lab: data, tasks, experiments, the study, plots and advice."""
