@@ -15,6 +15,8 @@ the lab builds on it, and the kit never imports the lab. The lab holds:
 - the study behind `tlrecipes study` (`study`, `study_jobs`,
   `study_summary`, `study_figures`, `study_report`) and `tlrecipes demo`
   (`demo`);
+- measurement: one paired-by-seed comparison with its interval and verdict
+  (`compare`), and what produced each result (`provenance`);
 - figures (`plots`), rule-based advice (`advice`) and the command line
   (`cli`).
 
@@ -69,6 +71,19 @@ _EXPORTS = {
     "ScratchComparison": "experiments",
     "transfer_vs_scratch": "experiments",
     "transferability_by_layer": "experiments",
+    # measurement
+    "Comparison": "compare",
+    "compare": "compare",
+    "compare_to_baseline": "compare",
+    "pick_best": "compare",
+    "check_seeds": "compare",
+    "min_seeds": "compare",
+    "summary_table": "compare",
+    "SeedWarning": "compare",
+    "provenance": "provenance",
+    "header_line": "provenance",
+    "device_description": "provenance",
+    "DirtyTreeError": "provenance",
     # figures, advice, the study and the demo
     "plot_learning_curves": "plots",
     "plot_size_sweep": "plots",

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tlrecipes.lab.provenance import fingerprint
+from tlrecipes.lab.fingerprints import fingerprint
 from tlrecipes.lab.sampling import sample_indices_per_class
 
 __all__ = [

@@ -35,7 +35,7 @@ from tlrecipes.heads import find_base
 from tlrecipes.lab.array_splits import prepare_target, target_identity, target_splits
 from tlrecipes.lab.backbones import block_names
 from tlrecipes.lab.configs import TrainConfig, as_config
-from tlrecipes.lab.provenance import stable_hash, weights_fingerprint
+from tlrecipes.lab.fingerprints import stable_hash, weights_fingerprint
 from tlrecipes.lab.results import (
     BENEFIT_MEASURES,
     ResultStore,

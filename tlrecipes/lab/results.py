@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from tlrecipes.lab.provenance import json_default
+from tlrecipes.lab.fingerprints import json_default
 
 __all__ = [
     "BENEFIT_MEASURES",

@@ -25,14 +25,10 @@ from tlrecipes.lab.backbones import small_convnet
 from tlrecipes.lab.configs import SourceConfig, as_config
 from tlrecipes.lab.evaluation import accuracy_of
 from tlrecipes.lab.model_copies import weights_copy
-from tlrecipes.lab.provenance import (
-    fingerprint,
-    json_default,
-    library_versions,
-    stable_hash,
-)
-from tlrecipes.safe_loading import ChecksumError, safe_load_model, verify_checksum
+from tlrecipes.lab.fingerprints import fingerprint, json_default, stable_hash
+from tlrecipes.lab.provenance import library_versions
 from tlrecipes.optimizers import make_optimizer
+from tlrecipes.safe_loading import ChecksumError, safe_load_model, verify_checksum
 
 __all__ = [
     "CACHE_ENV",
