@@ -16,7 +16,7 @@ the lab builds on it, and the kit never imports the lab. The lab holds:
   `study_summary`, `study_figures`, `study_report`) and `tlrecipes demo`
   (`demo`);
 - measurement: one paired-by-seed comparison with its interval and verdict
-  (`compare`), and what produced each result (`provenance`);
+  (`comparison`), and what produced each result (`record`);
 - figures (`plots`), rule-based advice (`advice`) and the command line
   (`cli`).
 
@@ -72,18 +72,18 @@ _EXPORTS = {
     "transfer_vs_scratch": "experiments",
     "transferability_by_layer": "experiments",
     # measurement
-    "Comparison": "compare",
-    "compare": "compare",
-    "compare_to_baseline": "compare",
-    "pick_best": "compare",
-    "check_seeds": "compare",
-    "min_seeds": "compare",
-    "summary_table": "compare",
-    "SeedWarning": "compare",
-    "provenance": "provenance",
-    "header_line": "provenance",
-    "device_description": "provenance",
-    "DirtyTreeError": "provenance",
+    "Comparison": "comparison",
+    "compare": "comparison",
+    "compare_to_baseline": "comparison",
+    "pick_best": "comparison",
+    "check_seeds": "comparison",
+    "min_seeds": "comparison",
+    "summary_table": "comparison",
+    "SeedWarning": "comparison",
+    "provenance": "record",
+    "header_line": "record",
+    "device_description": "record",
+    "DirtyTreeError": "record",
     # figures, advice, the study and the demo
     "plot_learning_curves": "plots",
     "plot_size_sweep": "plots",

@@ -98,11 +98,13 @@ def run_demo(
     # mode), then two_phase_fit's two phases, run one at a time so the
     # accuracy after each can be printed.
     model = add_head(base, 5, name="target")
+    budget = f"{head_epochs} epochs"
+    if head_epochs == "auto":
+        budget = f"{MIN_HEAD_STEPS} steps"
     print(
         f"2. Target: {', '.join(target.class_names)}, {images_per_class} images "
         f"per class; new head on the frozen base (add_head + two_phase_fit "
-        f"phase 1, "
-        + (f"{MIN_HEAD_STEPS} steps)" if head_epochs == "auto" else f"{head_epochs} epochs)")
+        f"phase 1, {budget})"
     )
     history = two_phase_fit(
         model,

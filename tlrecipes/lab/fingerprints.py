@@ -4,7 +4,7 @@ Every cached source model and every stored run is keyed by a hash of
 everything that decides its result (`stable_hash`); data and weights are
 identified by a fingerprint of their arrays (`fingerprint`,
 `weights_fingerprint`). What produced a record (commit, backend, device,
-library versions) is `tlrecipes.lab.provenance`.
+library versions) is `tlrecipes.lab.record`.
 """
 
 from __future__ import annotations

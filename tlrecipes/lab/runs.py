@@ -213,7 +213,7 @@ def train_run(
             model,
             splits.x_train,
             splits.y_train,
-            head_epochs=head_epochs,  # the budget is set here, the same for every strategy
+            head_epochs=head_epochs,  # the same budget as every strategy
             fine_tune_epochs=epochs - head_epochs,
             head_lr=config.head_lr,
             fine_tune_lr=config.fine_tune_lr,

@@ -24,9 +24,9 @@ from tlrecipes.lab.array_splits import load_source_data, source_identity
 from tlrecipes.lab.backbones import small_convnet
 from tlrecipes.lab.configs import SourceConfig, as_config
 from tlrecipes.lab.evaluation import accuracy_of
-from tlrecipes.lab.model_copies import weights_copy
 from tlrecipes.lab.fingerprints import fingerprint, json_default, stable_hash
-from tlrecipes.lab.provenance import library_versions
+from tlrecipes.lab.model_copies import weights_copy
+from tlrecipes.lab.record import library_versions
 from tlrecipes.optimizers import make_optimizer
 from tlrecipes.safe_loading import ChecksumError, safe_load_model, verify_checksum
 

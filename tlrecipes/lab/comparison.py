@@ -188,7 +188,7 @@ def compare(
 
     Example:
 
-    >>> from tlrecipes.lab.compare import compare
+    >>> from tlrecipes.lab.comparison import compare
     >>> two_phase = {0: 0.81, 1: 0.84, 2: 0.80, 3: 0.83, 4: 0.82}
     >>> scratch = {0: 0.78, 1: 0.80, 2: 0.79, 3: 0.79, 4: 0.80}
     >>> result = compare(two_phase, scratch, name_a="two_phase", name_b="scratch")
@@ -281,7 +281,7 @@ def compare_to_baseline(
 
     Example:
 
-    >>> from tlrecipes.lab.compare import compare_to_baseline
+    >>> from tlrecipes.lab.comparison import compare_to_baseline
     >>> arms = {
     ...     "scratch": {0: 0.70, 1: 0.72, 2: 0.71, 3: 0.69, 4: 0.70},
     ...     "head_only": {0: 0.78, 1: 0.79, 2: 0.80, 3: 0.77, 4: 0.78},
@@ -348,7 +348,7 @@ def pick_best(
 
     Example:
 
-    >>> from tlrecipes.lab.compare import pick_best
+    >>> from tlrecipes.lab.comparison import pick_best
     >>> pick_best({
     ...     "block1": {0: 0.61, 1: 0.63},
     ...     "block2": {0: 0.70, 1: 0.68},
@@ -400,7 +400,7 @@ def min_seeds(device: str) -> int:
 
     Example:
 
-    >>> from tlrecipes.lab.compare import min_seeds
+    >>> from tlrecipes.lab.comparison import min_seeds
     >>> min_seeds("CPU: AMD EPYC, 2 cores (tensorflow 2.21.0)"), min_seeds("gpu")
     (5, 10)
     """
@@ -437,7 +437,7 @@ def check_seeds(
     Example:
 
     >>> import warnings
-    >>> from tlrecipes.lab.compare import check_seeds, compare
+    >>> from tlrecipes.lab.comparison import check_seeds, compare
     >>> c = compare({0: 0.9, 1: 0.8, 2: 0.7}, {0: 0.8, 1: 0.8, 2: 0.6})
     >>> with warnings.catch_warnings(record=True) as caught:
     ...     warnings.simplefilter("always")
@@ -484,7 +484,7 @@ def summary_table(
 
     Example:
 
-    >>> from tlrecipes.lab.compare import compare, summary_table
+    >>> from tlrecipes.lab.comparison import compare, summary_table
     >>> c = compare({0: 0.9, 1: 0.8, 2: 0.7}, {0: 0.8, 1: 0.8, 2: 0.6},
     ...             name_a="two_phase", name_b="scratch")
     >>> print(summary_table([c]))

@@ -1,4 +1,4 @@
-"""tlrecipes.lab.provenance: commit, dirty tree, device and versions."""
+"""tlrecipes.lab.record: commit, dirty tree, device and versions."""
 
 import os
 import shutil
@@ -12,7 +12,7 @@ import keras
 import pytest
 
 import tlrecipes
-from tlrecipes.lab.provenance import (
+from tlrecipes.lab.record import (
     BACKEND_LIBRARIES,
     OUTPUT_DIRS,
     DirtyTreeError,

@@ -1,4 +1,4 @@
-"""tlrecipes.lab.compare on synthetic results whose answers are known."""
+"""tlrecipes.lab.comparison on synthetic results whose answers are known."""
 
 import json
 import math
@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 from tlrecipes.lab import compare as compare_module
-from tlrecipes.lab.compare import (
+from tlrecipes.lab.comparison import (
     MIN_SEEDS_CPU,
     MIN_SEEDS_GPU,
     Comparison,

@@ -108,7 +108,7 @@ def git_state(
     Example:
 
     >>> import tempfile
-    >>> from tlrecipes.lab.provenance import git_state
+    >>> from tlrecipes.lab.record import git_state
     >>> git_state(tempfile.mkdtemp())
     GitState(root=None, commit=None, dirty=None, changed=())
     """
@@ -151,7 +151,7 @@ def device_description() -> str:
     Example:
 
     >>> import keras
-    >>> from tlrecipes.lab.provenance import device_description
+    >>> from tlrecipes.lab.record import device_description
     >>> keras.backend.backend() in device_description()
     True
     """
@@ -185,7 +185,7 @@ def library_versions() -> dict[str, str]:
 
     Example:
 
-    >>> from tlrecipes.lab.provenance import library_versions
+    >>> from tlrecipes.lab.record import library_versions
     >>> sorted(library_versions())[:3]
     ['keras', 'numpy', 'python']
     """
@@ -236,7 +236,7 @@ def provenance(
     Example:
 
     >>> import keras
-    >>> from tlrecipes.lab.provenance import provenance
+    >>> from tlrecipes.lab.record import provenance
     >>> record = provenance({"seeds": (0, 1, 2), "epochs": 3})
     >>> record["settings"], record["backend"] == keras.backend.backend()
     ({'seeds': [0, 1, 2], 'epochs': 3}, True)
@@ -304,7 +304,7 @@ def header_line(
 
     Example:
 
-    >>> from tlrecipes.lab.provenance import header_line
+    >>> from tlrecipes.lab.record import header_line
     >>> record = {
     ...     "commit": "abc1234" + "0" * 33, "describe": "abc1234",
     ...     "backend": "tensorflow", "versions": {"tensorflow": "2.21.0"},
