@@ -117,7 +117,8 @@ def test_module_entry_point_runs():
 
 
 # `tlrecipes --help` and `tlrecipes advise` must work without Keras or any
-# backend installed, and fast; `study` and `demo` must say what to install.
+# backend installed; `study` and `demo` must say what to install. How fast they
+# answer is measured by benchmarks/bench_cli_startup.py, not asserted here.
 CLI_WITHOUT_BACKEND = """
 from tlrecipes.lab.cli import main
 try:
@@ -134,7 +135,7 @@ print("loaded:", loaded)
 
 
 def check_cli_without_backend(prelude):
-    result, seconds = run_python(prelude + NO_BACKEND + CLI_WITHOUT_BACKEND)
+    result, _ = run_python(prelude + NO_BACKEND + CLI_WITHOUT_BACKEND)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "usage: tlrecipes" in result.stdout
     assert "Recommended recipe: feature_extractor" in result.stdout
@@ -147,7 +148,6 @@ def check_cli_without_backend(prelude):
         assert "keras and tensorflow are not installed" in line
         assert 'pip install "tlrecipes[tensorflow]"' in line
         assert '"tlrecipes[jax]"' in line and '"tlrecipes[torch]"' in line
-    assert seconds < 2.0
 
 
 def test_cli_help_and_advise_need_no_backend():
@@ -155,8 +155,6 @@ def test_cli_help_and_advise_need_no_backend():
     check_cli_without_backend(WITHOUT_KIT_INIT)
 
 
-@pytest.mark.xfail(
-    strict=False, reason="needs the lazy tlrecipes/__init__ from the kit branch"
-)
 def test_cli_help_and_advise_need_no_backend_through_the_package():
+    """The same through `tlrecipes/__init__.py`: the kit's lazy exports load nothing."""
     check_cli_without_backend("")
