@@ -165,3 +165,34 @@ def test_flat_model_head_is_the_trailing_run_of_head_layers():
     model = keras.Model(inputs, outputs)
     assert flat_layers(model)[find_head_start(model)].name == "head_logits"
 
+
+
+def test_a_saved_grayscale_head_loads_in_a_fresh_process(tmp_path):
+    """`import tlrecipes` is lazy; safe_load_model still finds RepeatChannels."""
+    import subprocess
+    import sys
+
+    base = keras.Sequential(
+        [keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3)], name="rgb_base"
+    )
+    model = add_head(base, 3, input_shape=(8, 8, 1))
+    assert any(type(layer).__name__ == "RepeatChannels" for layer in model.layers)
+    path = tmp_path / "gray.keras"
+    model.save(path)
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 1)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", keras.ops.convert_to_numpy(model(x)))
+    code = (
+        "import sys, numpy as np, tlrecipes as tl\n"
+        f"model = tl.safe_load_model({str(path)!r})\n"
+        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
+        f"y = np.load({str(tmp_path / 'y.npy')!r})\n"
+        "import keras\n"
+        "assert np.allclose(keras.ops.convert_to_numpy(model(x)), y, atol=1e-6)\n"
+        "print('loaded', type(model.layers[1]).__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "loaded" in out.stdout

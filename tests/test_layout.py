@@ -6,7 +6,7 @@
 - the kit (`tlrecipes`, `tlrecipes/*.py`) never imports the lab, and importing
   `tlrecipes` imports neither the lab nor any backend library;
 - at most 20 top-level exports;
-- nothing in the repository points at files outside it (`../shared`).
+- nothing in the repository points at files outside it (a sibling `shared` folder).
 """
 
 import ast

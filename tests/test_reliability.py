@@ -111,7 +111,7 @@ def _gradual(model, x, y):
 
 
 def _lr_find(model, x, y):
-    from tlrecipes.schedules import lr_find
+    from tlrecipes.lr_finder import lr_find
 
     lr_find(model, x, y, num_steps=5, batch_size=16)
 

@@ -38,7 +38,7 @@ _EXPORTS = {
     "freeze_until": "freezing",
     "gradual_unfreeze_fit": "finetune",
     "layer_groups": "discriminative",
-    "lr_find": "schedules",
+    "lr_find": "lr_finder",
     "lr_multipliers": "discriminative",
     "NaNLossError": "resume",
     "OneCycle": "schedules",
@@ -86,11 +86,12 @@ if TYPE_CHECKING:  # pragma: no cover
         unfreeze,
     )
     from tlrecipes.heads import add_head, predict_proba
+    from tlrecipes.lr_finder import lr_find
     from tlrecipes.optimizers import with_lr_multipliers
     from tlrecipes.precision import set_precision
     from tlrecipes.resume import NaNLossError, TwoPhaseHistory
     from tlrecipes.safe_loading import safe_load_model
-    from tlrecipes.schedules import OneCycle, lr_find
+    from tlrecipes.schedules import OneCycle
     from tlrecipes.training import two_phase_fit
 
 

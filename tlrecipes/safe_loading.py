@@ -163,6 +163,11 @@ def safe_load_model(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No model file at {str(path)!r}. Fix: check the path.")
+    # `import tlrecipes` is lazy: register tlrecipes' own layers and schedules
+    # (RepeatChannels, OneCycle) with Keras before it looks them up.
+    import tlrecipes.heads  # noqa: F401
+    import tlrecipes.schedules  # noqa: F401
+
     if expected_sha256 is not None:
         verify_checksum(path, expected_sha256)
     try:
