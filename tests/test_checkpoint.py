@@ -229,7 +229,7 @@ def test_early_stop_in_phase1_is_remembered_on_resume(tmp_path, monkeypatch):
 def test_keep_best_needs_a_directory_and_a_logged_metric(tmp_path):
     with pytest.raises(ValueError, match="keep_best='val_accuracy' needs a place"):
         _fit(None, keep_best="val_accuracy")
-    with pytest.raises(ValueError, match=r"not a metric of this run.*'val_loss'"):
+    with pytest.raises(ValueError, match=r"not a metric this run logs.*'val_loss'"):
         _fit(tmp_path, keep_best="val_acc")
 
 

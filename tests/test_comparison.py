@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tlrecipes.lab import compare as compare_module
+import tlrecipes.lab.comparison as compare_module
 from tlrecipes.lab.comparison import (
     MIN_SEEDS_CPU,
     MIN_SEEDS_GPU,

@@ -47,9 +47,6 @@ def test_importing_the_lab_imports_no_keras_nor_numpy():
     assert "loaded: []" in result.stdout
 
 
-@pytest.mark.xfail(
-    strict=False, reason="needs the lazy tlrecipes/__init__ from the kit branch"
-)
 def test_importing_the_lab_through_the_package_imports_no_keras():
     result, _ = run_python(NO_BACKEND + IMPORT_THE_LAB)
     assert result.returncode == 0, result.stderr[-2000:]
