@@ -1,7 +1,7 @@
 """Feature extractor: a frozen pretrained base with a new classifier on top.
 
 What it does: builds a pretrained backbone without its classifier, freezes all
-of it, puts a new head on it (global pooling -> dropout -> dense softmax) and
+of it, puts a new head on it (global pooling -> dropout -> dense logits) and
 trains only the head on your images. Optionally the base is cut first, so the
 head reads features from an earlier block instead of the last one.
 
@@ -26,9 +26,9 @@ test and 10% of the rest as validation):
 transfer); a path to a `.keras` model saved by any of these recipes reuses the
 weights of its base, layer by layer (pass the `--backbone` it was built with).
 
-The head trains for at least `--min-head-steps` (200) optimisation steps: with
-a small folder, `--epochs` is raised to reach them (the number that ran is
-printed and in metrics.json).
+`--head-epochs auto` (the default) trains the head for enough epochs to make
+200 optimisation steps, as `tlrecipes.two_phase_fit` does; a number trains
+exactly that many epochs (the number that ran is printed and in metrics.json).
 
 It writes, in `--out` (default runs/feature_extractor): `model.keras` (takes
 raw images with values in [0, 255], resized to `--image-size`), `metrics.json`
@@ -41,7 +41,6 @@ set KERAS_BACKEND=jax or torch to train on another backend).
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import time
@@ -51,18 +50,79 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quieter TensorFlow start-u
 
 import keras  # noqa: E402
 
-from tlrecipes import add_head, trainable_summary, two_phase_fit  # noqa: E402
-from tlrecipes.backbones import application  # noqa: E402
-from tlrecipes.heads import find_base  # noqa: E402
-from tlrecipes.lab.backbones import cut_after_block, small_convnet  # noqa: E402
-from tlrecipes.lab.folders import load_image_folder  # noqa: E402
-from tlrecipes.lab.plots import plot_learning_curves  # noqa: E402
-from tlrecipes.precision import set_precision  # noqa: E402
+from tlrecipes import (  # noqa: E402
+    add_head,
+    set_precision,
+    trainable_summary,
+    two_phase_fit,
+)
+from tlrecipes.lab import (  # noqa: E402
+    build_base,
+    check_image_folder,
+    cut_base,
+    epochs_or_auto,
+    exit_on_value_error,
+    first_batches,
+    load_image_folder,
+    plot_learning_curves,
+)
+from tlrecipes.training import HEAD_LR  # noqa: E402
 
 RECIPE = "feature_extractor"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 QUICK_IMAGE_SIZE = 32  # --quick: tiny images, one epoch, a few batches
 QUICK_BATCHES = 3
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    keras.utils.set_random_seed(args.seed)
+    # Mixed precision is read when layers are built: set it before the base.
+    print(f"Precision: {set_precision(args.mixed_precision)}")
+    with exit_on_value_error():  # a wrong flag ends with one line, "error: ..."
+        check_image_folder(args.data_dir)
+        # 1. The pretrained base, cut if asked.
+        base, preprocessing = build_base(args.backbone, args.weights, args.image_size)
+        base = cut_base(base, after_block=args.cut_after_block, at_layer=args.cut_at)
+        # 2. Your images: float32 in [0, 255]; the model scales them itself.
+        data = load_image_folder(
+            args.data_dir,
+            image_size=args.image_size,
+            batch_size=args.batch_size,
+            seed=args.seed,
+        )
+    print(data.source)
+    if args.weights == "none":
+        print("Note: --weights none starts from random weights: this is not transfer.")
+    train, validation, test = first_batches(data, QUICK_BATCHES if args.quick else None)
+
+    # 3. The base, frozen, under a new head (it outputs logits).
+    model = add_head(
+        base,
+        data.num_classes,
+        input_shape=data.image_shape,
+        preprocessing=preprocessing,  # inside the model: it takes raw images
+    )
+    print(trainable_summary(model))
+
+    # 4. Train the head only; the base is never unfrozen.
+    start = time.perf_counter()
+    history = two_phase_fit(
+        model,
+        train,
+        validation_data=validation,
+        head_epochs=args.head_epochs,
+        fine_tune_epochs=0,
+        head_lr=args.head_lr,
+        seed=args.seed,
+        checkpoint_dir=args.checkpoint_dir,
+        cache_features=args.cache_features,
+        verbose=2,
+    )
+    seconds = time.perf_counter() - start
+    print(f"The head trained for {history.phase_epochs['head']} epochs.")
+    test_scores = model.evaluate(test, return_dict=True, verbose=0)
+    print(f"Test accuracy: {test_scores['accuracy']:.3f}")
+    return save_outputs(args, model, history, data, test_scores, seconds)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -86,10 +146,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(default: %(default)s)",
     )
     parser.add_argument(
-        "--epochs",
-        type=int,
-        default=20,
-        help="epochs of the head, raised to reach --min-head-steps "
+        "--head-epochs",
+        type=epochs_or_auto,
+        default="auto",
+        help="epochs of the head, or auto: enough for 200 optimisation steps "
         "(default: %(default)s)",
     )
     parser.add_argument(
@@ -102,7 +162,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--batch-size", type=int, default=32, help="(default: %(default)s)"
     )
     parser.add_argument(
-        "--learning-rate", type=float, default=1e-3, help="(default: %(default)s)"
+        "--head-lr",
+        type=float,
+        default=HEAD_LR,
+        help="learning rate of the head (default: %(default)s, two_phase_fit's)",
     )
     cut = parser.add_mutually_exclusive_group()
     cut.add_argument(
@@ -115,13 +178,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--cut-at",
         metavar="LAYER",
         help="use the features of this base layer (any backbone)",
-    )
-    parser.add_argument(
-        "--min-head-steps",
-        type=int,
-        default=200,
-        help="the head trains for at least this many optimisation steps; 0 "
-        "trains exactly --epochs (default: %(default)s)",
     )
     parser.add_argument(
         "--out", default=f"runs/{RECIPE}", help="output folder (default: %(default)s)"
@@ -151,192 +207,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="float32, bf16, fp16 or auto (bf16 on CPU/TPU and recent GPUs, fp16 "
         "on older GPUs) (default: %(default)s)",
     )
-    parser.add_argument(
-        "--jit-compile",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="XLA-compile the training step (default: Keras's choice)",
-    )
     args = parser.parse_args(argv)
     if args.quick:
-        args.epochs = 1
+        args.head_epochs = 1
         args.image_size = args.image_size or QUICK_IMAGE_SIZE
-        args.min_head_steps = 0
     args.image_size = args.image_size or 160
-    for name in ("epochs", "image_size", "batch_size"):
+    for name in ("image_size", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")
-    if args.min_head_steps < 0:
-        parser.error("--min-head-steps must be 0 or more")
     return args
 
 
-def check_image_folder(data_dir: str) -> None:
-    """Checks that `data_dir` holds one subfolder of images per class."""
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise SystemExit(
-            f"error: --data-dir {data_dir} does not exist; point it at a folder "
-            "with one subfolder of images per class."
-        )
-    if (root / "train").is_dir():  # the train/ + test/ layout
-        root = root / "train"
-    classes = sorted(
-        d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
-    )
-    empty = [
-        name
-        for name in classes
-        if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in (root / name).rglob("*"))
-    ]
-    if not classes or len(empty) == len(classes):
-        raise SystemExit(
-            f"error: --data-dir {data_dir} holds no images; expected one subfolder "
-            f"per class with {'/'.join(sorted(IMAGE_SUFFIXES))} files in it."
-        )
-    if empty:
-        raise SystemExit(f"error: class folders without images in {root}: {empty}.")
-    if len(classes) < 2:
-        raise SystemExit(
-            f"error: --data-dir {data_dir} has 1 class ({classes[0]}); a "
-            "classifier needs at least 2 class subfolders."
-        )
-
-
-def build_base(backbone: str, weights: str, image_size: int):
-    """Returns the base named by --backbone and the layer that scales its inputs."""
-    shape = (image_size, image_size, 3)
-    if backbone.lower() == "small_convnet":
-        if weights == "imagenet":
-            raise SystemExit(
-                "error: small_convnet has no ImageNet weights; pass --weights none "
-                "or --weights path/to/model.keras."
-            )
-        base = small_convnet(shape, name="small_convnet")
-        return base, keras.layers.Rescaling(1 / 255)  # images to [0, 1]
-    try:  # the keras.applications model and the preprocess_input it was trained with
-        return application(
-            backbone, shape, "imagenet" if weights == "imagenet" else None
-        )
-    except ValueError as err:
-        raise SystemExit(
-            f"error: --backbone {backbone}: {err} (small_convnet is accepted too)"
-        ) from None
-
-
-def copy_saved_base(base: keras.Model, path: str) -> None:
-    """Copies the weights of the base inside a saved model into `base`, by name."""
-    if not Path(path).is_file():
-        raise SystemExit(
-            f"error: --weights {path} is not imagenet, none or a saved .keras file."
-        )
-    saved = keras.saving.load_model(path)
-    source = find_base(saved) or saved  # a model built by add_head nests its base
-    names = {layer.name for layer in base.layers}
-    copied = [layer for layer in source.layers if layer.weights]
-    for layer in copied:
-        if layer.name not in names:
-            raise SystemExit(
-                f"error: the base in {path} has a layer {layer.name!r} that the "
-                f"{base.name} base lacks; pass the --backbone the model was built with."
-            )
-        try:
-            base.get_layer(layer.name).set_weights(layer.get_weights())
-        except ValueError as err:
-            message = f"error: --weights {path}, layer {layer.name}: {err}"
-            raise SystemExit(message) from None
-    print(f"Copied the weights of {len(copied)} base layers from {path}.")
-
-
-def cut_base(base: keras.Model, after_block: int | None, at_layer: str | None):
-    """Returns the base up to an earlier block or layer (sharing its weights)."""
-    if after_block is not None:
-        try:
-            return cut_after_block(base, after_block)
-        except ValueError as err:
-            raise SystemExit(
-                f"error: --cut-after-block {after_block}: {err} "
-                "For other bases use --cut-at LAYER."
-            ) from None
-    if at_layer is not None:
-        names = [layer.name for layer in base.layers]
-        if at_layer not in names:
-            close = difflib.get_close_matches(at_layer, names, n=5, cutoff=0.3)
-            raise SystemExit(
-                f"error: --cut-at {at_layer}: {base.name} has no such layer; "
-                f"closest names: {close}."
-            )
-        output = base.get_layer(at_layer).output
-        return keras.Model(base.input, output, name=f"{base.name}_to_{at_layer}")
-    return base
-
-
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    keras.utils.set_random_seed(args.seed)
-    check_image_folder(args.data_dir)
-    # Mixed precision is read when layers are built: set it before the base.
-    print(f"Precision: {set_precision(args.mixed_precision)}")
-
-    # 1. The pretrained base, cut if asked, frozen under a new head.
-    base, preprocessing = build_base(args.backbone, args.weights, args.image_size)
-    if args.weights not in ("imagenet", "none"):
-        copy_saved_base(base, args.weights)
-    elif args.weights == "none":
-        print("Note: --weights none starts from random weights: this is not transfer.")
-    base = cut_base(base, args.cut_after_block, args.cut_at)
-
-    # 2. Your images: float32 in [0, 255]; the model scales them itself.
-    try:
-        data = load_image_folder(
-            args.data_dir,
-            image_size=args.image_size,
-            batch_size=args.batch_size,
-            seed=args.seed,
-        )
-    except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
-    print(data.source)
-    train, validation, test = data.train, data.validation, data.test
-    if args.quick:
-        train, test = train.take(QUICK_BATCHES), test.take(QUICK_BATCHES)
-        if validation is not None:
-            validation = validation.take(QUICK_BATCHES)
-
-    model = add_head(
-        base,
-        data.num_classes,
-        input_shape=data.image_shape,
-        preprocessing=preprocessing,  # inside the model: it takes raw images
-    )
-    print(trainable_summary(model))
-
-    # 3. Train the head only (for at least --min-head-steps optimisation steps).
-    start = time.perf_counter()
-    history = two_phase_fit(
-        model,
-        train,
-        validation_data=validation,
-        head_epochs=args.epochs,
-        fine_tune_epochs=0,
-        head_lr=args.learning_rate,
-        min_head_steps=args.min_head_steps,
-        seed=args.seed,
-        checkpoint_dir=args.checkpoint_dir,
-        cache_features=args.cache_features,
-        jit_compile=args.jit_compile,
-        verbose=2,
-    )
-    seconds = time.perf_counter() - start
-    if history.phase_epochs["head"] > args.epochs:
-        print(
-            f"Note: the head trained for {history.phase_epochs['head']} epochs, not "
-            f"{args.epochs}, to reach {args.min_head_steps} optimisation steps."
-        )
-    test_scores = model.evaluate(test, return_dict=True, verbose=0)
-    print(f"Test accuracy: {test_scores['accuracy']:.3f}")
-
-    # 4. Save the model, the numbers and the learning curves.
+def save_outputs(args, model, history, data, test_scores, seconds: float) -> dict:
+    """Saves the model, the numbers and the learning curves; returns the numbers."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -355,6 +238,7 @@ def main(argv: list[str] | None = None) -> dict:
         "cut": args.cut_at or args.cut_after_block,
         "image_size": args.image_size,
         "batch_size": args.batch_size,
+        "head_lr": args.head_lr,
         "seed": args.seed,
         "quick": args.quick,
         "class_names": data.class_names,

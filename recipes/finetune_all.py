@@ -2,9 +2,9 @@
 
 What it does: builds a pretrained backbone without its classifier, puts a new
 head on it and trains every layer from the first step at one learning rate
-(`--learning-rate`, low by default). BatchNorm layers keep the source's
-statistics in inference mode unless `--train-bn` lets them re-estimate
-statistics on your images.
+(`--fine-tune-lr`, by default two_phase_fit's fine-tuning rate, 1e-4).
+BatchNorm layers keep the source's statistics in inference mode unless
+`--train-bn` lets them re-estimate statistics on your images.
 
 When to use it: you have a lot of data (thousands of images per class) for a
 problem that differs from the backbone's source. The pretrained weights are
@@ -51,16 +51,69 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quieter TensorFlow start-u
 import keras  # noqa: E402
 
 from tlrecipes import add_head, trainable_summary, two_phase_fit  # noqa: E402
-from tlrecipes.backbones import application  # noqa: E402
-from tlrecipes.heads import find_base  # noqa: E402
-from tlrecipes.lab.backbones import small_convnet  # noqa: E402
-from tlrecipes.lab.folders import load_image_folder  # noqa: E402
-from tlrecipes.lab.plots import plot_learning_curves  # noqa: E402
+from tlrecipes.lab import (  # noqa: E402
+    build_base,
+    check_image_folder,
+    exit_on_value_error,
+    first_batches,
+    load_image_folder,
+    plot_learning_curves,
+)
+from tlrecipes.training import FINE_TUNE_LR  # noqa: E402
 
 RECIPE = "finetune_all"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 QUICK_IMAGE_SIZE = 32  # --quick: tiny images, one epoch, a few batches
 QUICK_BATCHES = 3
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    keras.utils.set_random_seed(args.seed)
+    with exit_on_value_error():  # a wrong flag ends with one line, "error: ..."
+        check_image_folder(args.data_dir)
+        # 1. The pretrained base.
+        base, preprocessing = build_base(args.backbone, args.weights, args.image_size)
+        # 2. Your images: float32 in [0, 255]; the model scales them itself.
+        data = load_image_folder(
+            args.data_dir,
+            image_size=args.image_size,
+            batch_size=args.batch_size,
+            seed=args.seed,
+        )
+    print(data.source)
+    if args.weights == "none":
+        print("Note: --weights none starts from random weights: this is not transfer.")
+    train, validation, test = first_batches(data, QUICK_BATCHES if args.quick else None)
+
+    # 3. The base under a new head (it outputs logits).
+    model = add_head(
+        base,
+        data.num_classes,
+        input_shape=data.image_shape,
+        preprocessing=preprocessing,  # inside the model: it takes raw images
+        bn_training=args.train_bn,  # BatchNorm in training mode when it trains
+    )
+
+    # 4. No head-only phase: every layer (BatchNorm unless --train-bn) trains
+    #    from the first step, at one low learning rate.
+    start = time.perf_counter()
+    history = two_phase_fit(
+        model,
+        train,
+        validation_data=validation,
+        head_epochs=0,
+        fine_tune_epochs=args.epochs,
+        fine_tune_lr=args.fine_tune_lr,
+        train_bn=args.train_bn,
+        seed=args.seed,
+        checkpoint_dir=args.checkpoint_dir,
+        verbose=2,
+    )
+    seconds = time.perf_counter() - start
+    print(trainable_summary(model))
+    test_scores = model.evaluate(test, return_dict=True, verbose=0)
+    print(f"Test accuracy: {test_scores['accuracy']:.3f}")
+    return save_outputs(args, model, history, data, test_scores, seconds)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -94,10 +147,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--batch-size", type=int, default=32, help="(default: %(default)s)"
     )
     parser.add_argument(
-        "--learning-rate",
+        "--fine-tune-lr",
         type=float,
-        default=1e-4,
-        help="rate of every layer, head included (default: %(default)s)",
+        default=FINE_TUNE_LR,
+        help="rate of every layer, head included (default: %(default)s, "
+        "two_phase_fit's fine-tuning rate)",
     )
     parser.add_argument(
         "--train-bn",
@@ -130,141 +184,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def check_image_folder(data_dir: str) -> None:
-    """Checks that `data_dir` holds one subfolder of images per class."""
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise SystemExit(
-            f"error: --data-dir {data_dir} does not exist; point it at a folder "
-            "with one subfolder of images per class."
-        )
-    if (root / "train").is_dir():  # the train/ + test/ layout
-        root = root / "train"
-    classes = sorted(
-        d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
-    )
-    empty = [
-        name
-        for name in classes
-        if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in (root / name).rglob("*"))
-    ]
-    if not classes or len(empty) == len(classes):
-        raise SystemExit(
-            f"error: --data-dir {data_dir} holds no images; expected one subfolder "
-            f"per class with {'/'.join(sorted(IMAGE_SUFFIXES))} files in it."
-        )
-    if empty:
-        raise SystemExit(f"error: class folders without images in {root}: {empty}.")
-    if len(classes) < 2:
-        raise SystemExit(
-            f"error: --data-dir {data_dir} has 1 class ({classes[0]}); a "
-            "classifier needs at least 2 class subfolders."
-        )
-
-
-def build_base(backbone: str, weights: str, image_size: int):
-    """Returns the base named by --backbone and the layer that scales its inputs."""
-    shape = (image_size, image_size, 3)
-    if backbone.lower() == "small_convnet":
-        if weights == "imagenet":
-            raise SystemExit(
-                "error: small_convnet has no ImageNet weights; pass --weights none "
-                "or --weights path/to/model.keras."
-            )
-        base = small_convnet(shape, name="small_convnet")
-        return base, keras.layers.Rescaling(1 / 255)  # images to [0, 1]
-    try:  # the keras.applications model and the preprocess_input it was trained with
-        return application(
-            backbone, shape, "imagenet" if weights == "imagenet" else None
-        )
-    except ValueError as err:
-        raise SystemExit(
-            f"error: --backbone {backbone}: {err} (small_convnet is accepted too)"
-        ) from None
-
-
-def copy_saved_base(base: keras.Model, path: str) -> None:
-    """Copies the weights of the base inside a saved model into `base`, by name."""
-    if not Path(path).is_file():
-        raise SystemExit(
-            f"error: --weights {path} is not imagenet, none or a saved .keras file."
-        )
-    saved = keras.saving.load_model(path)
-    source = find_base(saved) or saved  # a model built by add_head nests its base
-    names = {layer.name for layer in base.layers}
-    copied = [layer for layer in source.layers if layer.weights]
-    for layer in copied:
-        if layer.name not in names:
-            raise SystemExit(
-                f"error: the base in {path} has a layer {layer.name!r} that the "
-                f"{base.name} base lacks; pass the --backbone the model was built with."
-            )
-        try:
-            base.get_layer(layer.name).set_weights(layer.get_weights())
-        except ValueError as err:
-            message = f"error: --weights {path}, layer {layer.name}: {err}"
-            raise SystemExit(message) from None
-    print(f"Copied the weights of {len(copied)} base layers from {path}.")
-
-
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    keras.utils.set_random_seed(args.seed)
-    check_image_folder(args.data_dir)
-
-    # 1. The pretrained base under a new head.
-    base, preprocessing = build_base(args.backbone, args.weights, args.image_size)
-    if args.weights not in ("imagenet", "none"):
-        copy_saved_base(base, args.weights)
-    elif args.weights == "none":
-        print("Note: --weights none starts from random weights: this is not transfer.")
-
-    # 2. Your images: float32 in [0, 255]; the model scales them itself.
-    try:
-        data = load_image_folder(
-            args.data_dir,
-            image_size=args.image_size,
-            batch_size=args.batch_size,
-            seed=args.seed,
-        )
-    except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
-    print(data.source)
-    train, validation, test = data.train, data.validation, data.test
-    if args.quick:
-        train, test = train.take(QUICK_BATCHES), test.take(QUICK_BATCHES)
-        if validation is not None:
-            validation = validation.take(QUICK_BATCHES)
-
-    model = add_head(
-        base,
-        data.num_classes,
-        input_shape=data.image_shape,
-        preprocessing=preprocessing,  # inside the model: it takes raw images
-        bn_training=args.train_bn,  # BatchNorm in training mode when it trains
-    )
-
-    # 3. No head-only phase: every layer (BatchNorm unless --train-bn) trains
-    #    from the first step, at one low learning rate.
-    start = time.perf_counter()
-    history = two_phase_fit(
-        model,
-        train,
-        validation_data=validation,
-        head_epochs=0,
-        fine_tune_epochs=args.epochs,
-        fine_tune_lr=args.learning_rate,
-        train_bn=args.train_bn,
-        seed=args.seed,
-        checkpoint_dir=args.checkpoint_dir,
-        verbose=2,
-    )
-    seconds = time.perf_counter() - start
-    print(trainable_summary(model))
-    test_scores = model.evaluate(test, return_dict=True, verbose=0)
-    print(f"Test accuracy: {test_scores['accuracy']:.3f}")
-
-    # 4. Save the model, the numbers and the learning curves.
+def save_outputs(args, model, history, data, test_scores, seconds: float) -> dict:
+    """Saves the model, the numbers and the learning curves; returns the numbers."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -283,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
         "train_bn": args.train_bn,
         "image_size": args.image_size,
         "batch_size": args.batch_size,
-        "learning_rate": args.learning_rate,
+        "learning_rate": args.fine_tune_lr,
         "seed": args.seed,
         "quick": args.quick,
         "class_names": data.class_names,

@@ -3,12 +3,15 @@
 What it does:
 
 1. trains an MLP (a body of ReLU Dense layers, with the source's feature
-   scaling built in, and a softmax head) on `--source-csv`;
+   scaling built in, and a head) on `--source-csv`, at `--scratch-lr`;
 2. keeps its body frozen, puts a new head on it for the target's classes and
-   trains that head on `--target-csv` (then, with `--fine-tune-epochs`, the
-   whole body at a low rate: `tlrecipes.two_phase_fit`);
+   trains that head on `--target-csv` at `--head-lr` for `--head-epochs`
+   (then, with `--fine-tune-epochs`, the whole body at `--fine-tune-lr`:
+   `tlrecipes.two_phase_fit`, whose defaults these flags take: "auto" head
+   epochs, 1e-2 and 1e-4);
 3. trains a from-scratch twin of the target model (same layers, fresh weights,
-   all trainable) with the same budget, and reports the three benefits of
+   all trainable) for as many epochs as the transfer model ran, at
+   `--scratch-lr`, and reports the three benefits of
    transfer on the validation-accuracy curves: jumpstart, area (AUC)
    difference and final difference, plus both test accuracies.
 
@@ -63,14 +66,144 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tlrecipes import add_head, two_phase_fit, unfreeze  # noqa: E402
-from tlrecipes.heads import find_base  # noqa: E402
-from tlrecipes.lab.model_copies import scratch_twin  # noqa: E402
-from tlrecipes.lab.plots import plot_transfer_vs_scratch  # noqa: E402
-from tlrecipes.lab.results import transfer_benefit  # noqa: E402
+from tlrecipes.lab import (  # noqa: E402
+    TrainConfig,
+    epochs_or_auto,
+    exit_on_value_error,
+    plot_transfer_vs_scratch,
+    saved_base,
+    scratch_twin,
+    transfer_benefit,
+)
+from tlrecipes.training import FINE_TUNE_LR, HEAD_LR  # noqa: E402
 
 RECIPE = "tabular_transfer"
 TEST_FRACTION, VALIDATION_FRACTION = 0.2, 0.1
 QUICK_ROWS = 300  # --quick: the first rows of each CSV, one epoch per stage
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    keras.utils.set_random_seed(args.seed)
+    out = Path(args.out)
+    paths = {"model": out / "model.keras"}
+    metrics: dict = {"recipe": RECIPE, "quick": args.quick, "seed": args.seed}
+
+    # 1. Both tables, read and checked before anything trains.
+    source, target = load_tables(args)
+    xt, yt = target["x"], target["y"]
+    out.mkdir(parents=True, exist_ok=True)
+
+    # 2. The source MLP's body: trained here on the source table, or loaded.
+    if args.weights == "none":
+        body = train_source_mlp(args, source, paths, metrics)
+    else:
+        with exit_on_value_error():  # a wrong --weights ends with one line
+            body = saved_base(args.weights)
+    check_width(body, target, args.target_csv)
+
+    # 3. Transfer: the source body, frozen, under a new head (it outputs
+    #    logits); then, with --fine-tune-epochs, the body unfrozen at a low rate.
+    model = add_head(
+        body,
+        len(target["classes"]),
+        hidden_units=args.head_units,
+        dropout=0.1,
+        name="target_mlp",
+    )
+    twin = scratch_twin(model, seed=args.seed)  # same layers, fresh weights
+    start = time.perf_counter()
+    print(f"Training the new head on {args.target_csv}:")
+    history = two_phase_fit(
+        model,
+        xt["train"],
+        yt["train"],
+        validation_data=(xt["validation"], yt["validation"]),
+        head_epochs=args.head_epochs,
+        fine_tune_epochs=args.fine_tune_epochs,
+        head_lr=args.head_lr,
+        fine_tune_lr=args.fine_tune_lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        verbose=2,
+    )
+
+    # 4. The twin trains every layer from scratch with the same budget: as
+    #    many epochs (so optimisation steps) as the transfer model ran.
+    print("Training the scratch twin:")
+    twin.compile(
+        optimizer=keras.optimizers.Adam(args.scratch_lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    scratch_history = twin.fit(
+        xt["train"],
+        yt["train"],
+        validation_data=(xt["validation"], yt["validation"]),
+        epochs=len(history.epoch),
+        batch_size=args.batch_size,
+        verbose=2,
+    )
+    seconds = time.perf_counter() - start
+    return report(
+        args, model, twin, history, scratch_history, source, target, paths,
+        metrics, seconds,
+    )  # fmt: skip
+
+
+def train_source_mlp(args, source: dict, paths: dict, metrics: dict) -> keras.Model:
+    """Trains the source MLP on the source table, saves it; returns its body."""
+    xs, ys = source["x"], source["y"]
+    body = keras.Sequential(
+        [
+            keras.Input((len(source["features"]),)),
+            # The source's feature scaling is part of the body: it transfers.
+            keras.layers.Normalization(
+                mean=xs["train"].mean(axis=0), variance=xs["train"].var(axis=0)
+            ),
+            *[
+                keras.layers.Dense(units, activation="relu", name=f"body_{i}")
+                for i, units in enumerate(args.hidden_units, start=1)
+            ],
+        ],
+        name="mlp_body",
+    )
+    source_model = add_head(
+        body, len(source["classes"]), dropout=0.1, name="source_mlp"
+    )
+    unfreeze(source_model)  # on the source, every layer trains
+    source_model.compile(
+        optimizer=keras.optimizers.Adam(args.scratch_lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    print(f"Training the source MLP on {args.source_csv}:")
+    source_model.fit(
+        xs["train"],
+        ys["train"],
+        validation_data=(xs["validation"], ys["validation"]),
+        epochs=args.source_epochs,
+        batch_size=args.batch_size,
+        verbose=2,
+    )
+    source_test = source_model.evaluate(
+        xs["test"], ys["test"], return_dict=True, verbose=0
+    )
+    print(f"Source test accuracy: {source_test['accuracy']:.3f}")
+    paths["source model"] = Path(args.out) / "source_model.keras"
+    source_model.save(paths["source model"])
+    metrics["source_test_accuracy"] = float(source_test["accuracy"])
+    metrics["source_num_examples"] = {k: len(v) for k, v in ys.items()}
+    return body
+
+
+def check_width(body: keras.Model, target: dict, target_csv: str) -> None:
+    """The target table must have as many feature columns as the body takes."""
+    if len(target["features"]) != body.input_shape[-1]:
+        raise SystemExit(
+            f"error: --target-csv {target_csv} has {len(target['features'])} "
+            f"feature columns; the source MLP takes {body.input_shape[-1]}."
+        )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -109,10 +242,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="epochs of the source MLP (default: %(default)s)",
     )
     parser.add_argument(
-        "--epochs",
-        type=int,
-        default=30,
-        help="epochs of the new head (default: %(default)s)",
+        "--head-epochs",
+        type=epochs_or_auto,
+        default="auto",
+        help="epochs of the new head, or auto: enough for 200 optimisation steps "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--fine-tune-epochs",
@@ -125,16 +259,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--batch-size", type=int, default=64, help="(default: %(default)s)"
     )
     parser.add_argument(
-        "--learning-rate",
+        "--head-lr",
         type=float,
-        default=1e-3,
-        help="rate of the source MLP, the new head and the twin (default: %(default)s)",
+        default=HEAD_LR,
+        help="rate of the new head (default: %(default)s, two_phase_fit's)",
     )
     parser.add_argument(
         "--fine-tune-lr",
         type=float,
-        default=1e-4,
-        help="rate of the body with --fine-tune-epochs (default: %(default)s)",
+        default=FINE_TUNE_LR,
+        help="rate of the body with --fine-tune-epochs (default: %(default)s, "
+        "two_phase_fit's)",
+    )
+    parser.add_argument(
+        "--scratch-lr",
+        type=float,
+        default=TrainConfig.learning_rate,
+        help="rate of the source MLP and the scratch twin, every layer from random "
+        "weights (default: %(default)s, the lab's for runs whose base trains)",
     )
     parser.add_argument(
         "--out", default=f"runs/{RECIPE}", help="output folder (default: %(default)s)"
@@ -147,9 +289,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.source_epochs = args.epochs = 1
+        args.source_epochs = args.head_epochs = 1
         args.fine_tune_epochs = min(args.fine_tune_epochs, 1)
-    for name in ("source_epochs", "epochs", "batch_size"):
+    for name in ("source_epochs", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")
     if args.fine_tune_epochs < 0:
@@ -166,6 +308,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.hidden_units or min(args.hidden_units + args.head_units) < 1:
         parser.error("--hidden-units needs at least one positive size")
     return args
+
+
+def load_tables(args: argparse.Namespace) -> tuple[dict | None, dict]:
+    """The source (None without --source-csv) and target tables, read and split;
+    the target's feature columns are put in the source's order."""
+    max_rows = QUICK_ROWS if args.quick else None
+    source = None
+    if args.source_csv:
+        source = load_table(args.source_csv, "--source-csv", args, max_rows)
+    target = load_table(
+        args.target_csv,
+        "--target-csv",
+        args,
+        max_rows,
+        columns=None if source is None else source["features"],
+    )
+    return source, target
 
 
 def read_csv(path: str, label_column: str, flag: str, max_rows: int | None):
@@ -256,132 +415,12 @@ def load_table(
     }
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    keras.utils.set_random_seed(args.seed)
-    max_rows = QUICK_ROWS if args.quick else None
-    out = Path(args.out)
-    paths = {"model": out / "model.keras"}
-    metrics: dict = {"recipe": RECIPE, "quick": args.quick, "seed": args.seed}
-
-    # 1. Both tables, read and checked before anything trains; the target's
-    #    feature columns are put in the source's order.
-    source = None
-    if args.source_csv:
-        source = load_table(args.source_csv, "--source-csv", args, max_rows)
-    target = load_table(
-        args.target_csv,
-        "--target-csv",
-        args,
-        max_rows,
-        columns=None if source is None else source["features"],
-    )
+def report(
+    args, model, twin, history, scratch_history, source, target, paths, metrics,
+    seconds,
+) -> dict:  # fmt: skip
+    """Measures the three benefits, saves the model, the numbers and the curves."""
     xt, yt = target["x"], target["y"]
-    out.mkdir(parents=True, exist_ok=True)
-
-    # 2. The source MLP: trained here on the source table, or loaded.
-    if args.weights == "none":
-        xs, ys = source["x"], source["y"]
-        body = keras.Sequential(
-            [
-                keras.Input((len(source["features"]),)),
-                # The source's feature scaling is part of the body: it transfers.
-                keras.layers.Normalization(
-                    mean=xs["train"].mean(axis=0), variance=xs["train"].var(axis=0)
-                ),
-                *[
-                    keras.layers.Dense(units, activation="relu", name=f"body_{i}")
-                    for i, units in enumerate(args.hidden_units, start=1)
-                ],
-            ],
-            name="mlp_body",
-        )
-        source_model = add_head(
-            body, len(source["classes"]), dropout=0.1, name="source_mlp"
-        )
-        unfreeze(source_model)  # on the source, every layer trains
-        source_model.compile(
-            optimizer=keras.optimizers.Adam(args.learning_rate),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
-        print(f"Training the source MLP on {args.source_csv}:")
-        source_model.fit(
-            xs["train"],
-            ys["train"],
-            validation_data=(xs["validation"], ys["validation"]),
-            epochs=args.source_epochs,
-            batch_size=args.batch_size,
-            verbose=2,
-        )
-        source_test = source_model.evaluate(
-            xs["test"], ys["test"], return_dict=True, verbose=0
-        )
-        print(f"Source test accuracy: {source_test['accuracy']:.3f}")
-        paths["source model"] = out / "source_model.keras"
-        source_model.save(paths["source model"])
-        metrics["source_test_accuracy"] = float(source_test["accuracy"])
-        metrics["source_num_examples"] = {k: len(v) for k, v in ys.items()}
-    else:
-        if not Path(args.weights).is_file():
-            raise SystemExit(
-                f"error: --weights {args.weights} is not none or a saved .keras file."
-            )
-        body = find_base(keras.saving.load_model(args.weights))
-        if body is None:
-            raise SystemExit(
-                f"error: --weights {args.weights} holds no MLP body; pass a "
-                "source_model.keras saved by this recipe."
-            )
-    if len(target["features"]) != body.input_shape[-1]:
-        raise SystemExit(
-            f"error: --target-csv {args.target_csv} has {len(target['features'])} "
-            f"feature columns; the source MLP takes {body.input_shape[-1]}."
-        )
-
-    # 3. Transfer: the source body, frozen, under a new head; then, with
-    #    --fine-tune-epochs, the body unfrozen at the low rate.
-    model = add_head(
-        body,
-        len(target["classes"]),
-        hidden_units=args.head_units,
-        dropout=0.1,
-        name="target_mlp",
-    )
-    twin = scratch_twin(model, seed=args.seed)  # same layers, fresh weights
-    start = time.perf_counter()
-    print(f"Training the new head on {args.target_csv}:")
-    history = two_phase_fit(
-        model,
-        xt["train"],
-        yt["train"],
-        validation_data=(xt["validation"], yt["validation"]),
-        head_epochs=args.epochs,
-        fine_tune_epochs=args.fine_tune_epochs,
-        head_lr=args.learning_rate,
-        fine_tune_lr=args.fine_tune_lr,
-        min_head_steps=0,  # no extra head epochs: the twin gets the same budget
-        batch_size=args.batch_size,
-        seed=args.seed,
-        verbose=2,
-    )
-
-    # 4. The twin trains every layer from scratch with the same budget.
-    print("Training the scratch twin:")
-    twin.compile(
-        optimizer=keras.optimizers.Adam(args.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    scratch_history = twin.fit(
-        xt["train"],
-        yt["train"],
-        validation_data=(xt["validation"], yt["validation"]),
-        epochs=args.epochs + args.fine_tune_epochs,
-        batch_size=args.batch_size,
-        verbose=2,
-    )
-    seconds = time.perf_counter() - start
     transfer_curve = [float(v) for v in history.history["val_accuracy"]]
     scratch_curve = [float(v) for v in scratch_history.history["val_accuracy"]]
     benefit = transfer_benefit(transfer_curve, scratch_curve)
@@ -396,8 +435,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"Test accuracy: transfer {transfer_test['accuracy']:.3f}, "
         f"scratch {scratch_test['accuracy']:.3f}"
     )
-
-    # 5. Save the model, the numbers and the two curves.
+    out = Path(args.out)
     paths["metrics"] = out / "metrics.json"
     paths["learning curves"] = out / "learning_curve.png"
     model.save(paths["model"])
@@ -418,8 +456,13 @@ def main(argv: list[str] | None = None) -> dict:
             "source_classes": None if source is None else source["classes"],
             "class_names": target["classes"],
             "num_examples": {k: len(v) for k, v in yt.items()},
-            "epochs": args.epochs + args.fine_tune_epochs,
+            "epochs": len(history.epoch),
             "phase_epochs": history.phase_epochs,
+            "learning_rates": {
+                "head": args.head_lr,
+                "fine_tune": args.fine_tune_lr,
+                "scratch": args.scratch_lr,
+            },
             # The three benefits (transfer minus scratch, validation accuracy)
             # and when each curve first reached the twin's final accuracy.
             **{k: None if math.isnan(v) else v for k, v in benefit.items()},

@@ -3,7 +3,7 @@
 What it does: builds a pretrained backbone without its classifier, puts a new
 head on it and trains in two phases (`tlrecipes.two_phase_fit`):
 
-1. the base is frozen and only the head trains, at `--learning-rate`;
+1. the base is frozen and only the head trains, at `--head-lr`;
 2. the base is unfrozen from `--unfreeze-from` on (all of it by default),
    BatchNorm layers stay frozen in inference mode, and everything above the
    unfreeze point trains at the low `--fine-tune-lr`.
@@ -28,9 +28,11 @@ test and 10% of the rest as validation):
     python two_phase_finetune.py --data-dir path/to/images --quick   # smoke run
 
 `--unfreeze-from` takes a layer name of the base, or an index into the base's
-layers (the TensorFlow tutorial's `fine_tune_at = 100`). Phase 1 runs at least
-`--min-head-steps` (200) optimisation steps: with a small folder, `--epochs` is
-raised to reach them (the number that ran is printed and in metrics.json).
+layers (the TensorFlow tutorial's `fine_tune_at = 100`). `--head-epochs auto`
+(the default) runs phase 1 for enough epochs to make 200 optimisation steps, as
+`tlrecipes.two_phase_fit` does; a number runs exactly that many epochs (the
+number that ran is printed and in metrics.json). The learning rates default to
+two_phase_fit's (1e-2 for the head, 1e-4 for fine-tuning).
 
 `--weights imagenet` (the default) downloads the ImageNet weights once into
 ~/.keras/models; `--weights none` starts from random weights (a smoke test, not
@@ -49,7 +51,6 @@ set KERAS_BACKEND=jax or torch to train on another backend).
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import time
@@ -60,16 +61,75 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quieter TensorFlow start-u
 import keras  # noqa: E402
 
 from tlrecipes import add_head, trainable_summary, two_phase_fit  # noqa: E402
-from tlrecipes.backbones import application  # noqa: E402
-from tlrecipes.heads import find_base  # noqa: E402
-from tlrecipes.lab.backbones import small_convnet  # noqa: E402
-from tlrecipes.lab.folders import load_image_folder  # noqa: E402
-from tlrecipes.lab.plots import plot_learning_curves  # noqa: E402
+from tlrecipes.lab import (  # noqa: E402
+    base_layer_name,
+    build_base,
+    check_image_folder,
+    epochs_or_auto,
+    exit_on_value_error,
+    first_batches,
+    load_image_folder,
+    plot_learning_curves,
+)
+from tlrecipes.training import FINE_TUNE_LR, HEAD_LR  # noqa: E402
 
 RECIPE = "two_phase_finetune"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 QUICK_IMAGE_SIZE = 32  # --quick: tiny images, one epoch per phase, a few batches
 QUICK_BATCHES = 3
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    keras.utils.set_random_seed(args.seed)
+    with exit_on_value_error():  # a wrong flag ends with one line, "error: ..."
+        check_image_folder(args.data_dir)
+        # 1. The pretrained base, and the layer from which phase 2 trains.
+        base, preprocessing = build_base(args.backbone, args.weights, args.image_size)
+        unfreeze_from = None
+        if args.unfreeze_from is not None:  # a layer name, or an index
+            unfreeze_from = base_layer_name(base, args.unfreeze_from)
+        # 2. Your images: float32 in [0, 255]; the model scales them itself.
+        data = load_image_folder(
+            args.data_dir,
+            image_size=args.image_size,
+            batch_size=args.batch_size,
+            seed=args.seed,
+        )
+    print(data.source)
+    if args.weights == "none":
+        print("Note: --weights none starts from random weights: this is not transfer.")
+    train, validation, test = first_batches(data, QUICK_BATCHES if args.quick else None)
+
+    # 3. The base under a new head (it outputs logits).
+    model = add_head(
+        base,
+        data.num_classes,
+        input_shape=data.image_shape,
+        preprocessing=preprocessing,  # inside the model: it takes raw images
+    )
+
+    # 4. Phase 1 trains the head on the frozen base; phase 2 unfreezes the base
+    #    from `unfreeze_from` (BatchNorm stays frozen) at the low rate.
+    start = time.perf_counter()
+    history = two_phase_fit(
+        model,
+        train,
+        validation_data=validation,
+        head_epochs=args.head_epochs,
+        fine_tune_epochs=args.fine_tune_epochs,
+        head_lr=args.head_lr,
+        fine_tune_lr=args.fine_tune_lr,
+        unfreeze_from=unfreeze_from,
+        seed=args.seed,
+        checkpoint_dir=args.checkpoint_dir,
+        verbose=2,
+    )
+    seconds = time.perf_counter() - start
+    print(f"Epochs of each phase: {history.phase_epochs}")
+    print(trainable_summary(model))  # what phase 2 trained, block by block
+    test_scores = model.evaluate(test, return_dict=True, verbose=0)
+    print(f"Test accuracy: {test_scores['accuracy']:.3f}")
+    return save_outputs(args, model, history, data, unfreeze_from, test_scores, seconds)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -93,11 +153,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(default: %(default)s)",
     )
     parser.add_argument(
-        "--epochs",
-        type=int,
-        default=10,
-        help="epochs of phase 1 (the head), raised to reach --min-head-steps "
-        "(default: %(default)s)",
+        "--head-epochs",
+        type=epochs_or_auto,
+        default="auto",
+        help="epochs of phase 1 (the head), or auto: enough for 200 optimisation "
+        "steps (default: %(default)s)",
     )
     parser.add_argument(
         "--fine-tune-epochs",
@@ -115,30 +175,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--batch-size", type=int, default=32, help="(default: %(default)s)"
     )
     parser.add_argument(
-        "--learning-rate",
+        "--head-lr",
         type=float,
-        default=1e-3,
-        help="rate of phase 1 (default: %(default)s)",
+        default=HEAD_LR,
+        help="rate of phase 1 (default: %(default)s, two_phase_fit's)",
     )
     parser.add_argument(
         "--fine-tune-lr",
         type=float,
-        default=1e-5,
-        help="rate of phase 2 (the Keras guide's for an ImageNet backbone; "
-        "try 1e-4 for small_convnet; default: %(default)s)",
+        default=FINE_TUNE_LR,
+        help="rate of phase 2 (default: %(default)s, two_phase_fit's)",
     )
     parser.add_argument(
         "--unfreeze-from",
         metavar="LAYER",
         help="base layer (name or index) from which phase 2 trains; "
         "default: the whole base",
-    )
-    parser.add_argument(
-        "--min-head-steps",
-        type=int,
-        default=200,
-        help="the head trains for at least this many optimisation steps; 0 "
-        "trains exactly --epochs (default: %(default)s)",
     )
     parser.add_argument(
         "--out", default=f"runs/{RECIPE}", help="output folder (default: %(default)s)"
@@ -157,182 +209,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.epochs = args.fine_tune_epochs = 1
+        args.head_epochs = args.fine_tune_epochs = 1
         args.image_size = args.image_size or QUICK_IMAGE_SIZE
-        args.min_head_steps = 0
     args.image_size = args.image_size or 160
-    for name in ("epochs", "fine_tune_epochs", "image_size", "batch_size"):
+    for name in ("fine_tune_epochs", "image_size", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")
-    if args.min_head_steps < 0:
-        parser.error("--min-head-steps must be 0 or more")
     return args
 
 
-def check_image_folder(data_dir: str) -> None:
-    """Checks that `data_dir` holds one subfolder of images per class."""
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise SystemExit(
-            f"error: --data-dir {data_dir} does not exist; point it at a folder "
-            "with one subfolder of images per class."
-        )
-    if (root / "train").is_dir():  # the train/ + test/ layout
-        root = root / "train"
-    classes = sorted(
-        d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
-    )
-    empty = [
-        name
-        for name in classes
-        if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in (root / name).rglob("*"))
-    ]
-    if not classes or len(empty) == len(classes):
-        raise SystemExit(
-            f"error: --data-dir {data_dir} holds no images; expected one subfolder "
-            f"per class with {'/'.join(sorted(IMAGE_SUFFIXES))} files in it."
-        )
-    if empty:
-        raise SystemExit(f"error: class folders without images in {root}: {empty}.")
-    if len(classes) < 2:
-        raise SystemExit(
-            f"error: --data-dir {data_dir} has 1 class ({classes[0]}); a "
-            "classifier needs at least 2 class subfolders."
-        )
-
-
-def build_base(backbone: str, weights: str, image_size: int):
-    """Returns the base named by --backbone and the layer that scales its inputs."""
-    shape = (image_size, image_size, 3)
-    if backbone.lower() == "small_convnet":
-        if weights == "imagenet":
-            raise SystemExit(
-                "error: small_convnet has no ImageNet weights; pass --weights none "
-                "or --weights path/to/model.keras."
-            )
-        base = small_convnet(shape, name="small_convnet")
-        return base, keras.layers.Rescaling(1 / 255)  # images to [0, 1]
-    try:  # the keras.applications model and the preprocess_input it was trained with
-        return application(
-            backbone, shape, "imagenet" if weights == "imagenet" else None
-        )
-    except ValueError as err:
-        raise SystemExit(
-            f"error: --backbone {backbone}: {err} (small_convnet is accepted too)"
-        ) from None
-
-
-def copy_saved_base(base: keras.Model, path: str) -> None:
-    """Copies the weights of the base inside a saved model into `base`, by name."""
-    if not Path(path).is_file():
-        raise SystemExit(
-            f"error: --weights {path} is not imagenet, none or a saved .keras file."
-        )
-    saved = keras.saving.load_model(path)
-    source = find_base(saved) or saved  # a model built by add_head nests its base
-    names = {layer.name for layer in base.layers}
-    copied = [layer for layer in source.layers if layer.weights]
-    for layer in copied:
-        if layer.name not in names:
-            raise SystemExit(
-                f"error: the base in {path} has a layer {layer.name!r} that the "
-                f"{base.name} base lacks; pass the --backbone the model was built with."
-            )
-        try:
-            base.get_layer(layer.name).set_weights(layer.get_weights())
-        except ValueError as err:
-            message = f"error: --weights {path}, layer {layer.name}: {err}"
-            raise SystemExit(message) from None
-    print(f"Copied the weights of {len(copied)} base layers from {path}.")
-
-
-def unfreeze_point(base: keras.Model, unfreeze_from: str | None) -> str | None:
-    """Turns --unfreeze-from (a name, or an index into base.layers) into a name."""
-    if unfreeze_from is None:
-        return None
-    names = [layer.name for layer in base.layers]
-    if unfreeze_from.lstrip("-").isdigit():
-        index = int(unfreeze_from)
-        if not -len(names) <= index < len(names):
-            raise SystemExit(
-                f"error: --unfreeze-from {index}: the {base.name} base has "
-                f"{len(names)} layers (indices 0 to {len(names) - 1})."
-            )
-        return names[index]
-    if unfreeze_from not in names:
-        close = difflib.get_close_matches(unfreeze_from, names, n=5, cutoff=0.3)
-        raise SystemExit(
-            f"error: --unfreeze-from {unfreeze_from}: {base.name} has no such "
-            f"layer; closest names: {close}."
-        )
-    return unfreeze_from
-
-
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    keras.utils.set_random_seed(args.seed)
-    check_image_folder(args.data_dir)
-
-    # 1. The pretrained base under a new head.
-    base, preprocessing = build_base(args.backbone, args.weights, args.image_size)
-    if args.weights not in ("imagenet", "none"):
-        copy_saved_base(base, args.weights)
-    elif args.weights == "none":
-        print("Note: --weights none starts from random weights: this is not transfer.")
-    unfreeze_from = unfreeze_point(base, args.unfreeze_from)
-
-    # 2. Your images: float32 in [0, 255]; the model scales them itself.
-    try:
-        data = load_image_folder(
-            args.data_dir,
-            image_size=args.image_size,
-            batch_size=args.batch_size,
-            seed=args.seed,
-        )
-    except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
-    print(data.source)
-    train, validation, test = data.train, data.validation, data.test
-    if args.quick:
-        train, test = train.take(QUICK_BATCHES), test.take(QUICK_BATCHES)
-        if validation is not None:
-            validation = validation.take(QUICK_BATCHES)
-
-    model = add_head(
-        base,
-        data.num_classes,
-        input_shape=data.image_shape,
-        preprocessing=preprocessing,  # inside the model: it takes raw images
-    )
-
-    # 3. Phase 1 trains the head (at least --min-head-steps steps); phase 2 unfreezes
-    #    the base from `unfreeze_from` (BatchNorm stays frozen) at the low rate.
-    start = time.perf_counter()
-    history = two_phase_fit(
-        model,
-        train,
-        validation_data=validation,
-        head_epochs=args.epochs,
-        fine_tune_epochs=args.fine_tune_epochs,
-        head_lr=args.learning_rate,
-        fine_tune_lr=args.fine_tune_lr,
-        unfreeze_from=unfreeze_from,
-        min_head_steps=args.min_head_steps,
-        seed=args.seed,
-        checkpoint_dir=args.checkpoint_dir,
-        verbose=2,
-    )
-    seconds = time.perf_counter() - start
-    if history.phase_epochs["head"] > args.epochs:
-        print(
-            f"Note: the head trained for {history.phase_epochs['head']} epochs, not "
-            f"{args.epochs}, to reach {args.min_head_steps} optimisation steps."
-        )
-    print(trainable_summary(model))  # what phase 2 trained, block by block
-    test_scores = model.evaluate(test, return_dict=True, verbose=0)
-    print(f"Test accuracy: {test_scores['accuracy']:.3f}")
-
-    # 4. Save the model, the numbers and the learning curves.
+def save_outputs(
+    args, model, history, data, unfreeze_from, test_scores, seconds: float
+) -> dict:
+    """Saves the model, the numbers and the learning curves; returns the numbers."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -358,7 +247,7 @@ def main(argv: list[str] | None = None) -> dict:
         "epochs": len(history.epoch),
         "phase_epochs": history.phase_epochs,
         "fine_tune_start_epoch": history.fine_tune_start_epoch,
-        "learning_rates": {"head": args.learning_rate, "fine_tune": args.fine_tune_lr},
+        "learning_rates": {"head": args.head_lr, "fine_tune": args.fine_tune_lr},
         "trainable_params": trainable_summary(model).trainable_params,
         "test_accuracy": float(test_scores["accuracy"]),
         "test_loss": float(test_scores["loss"]),

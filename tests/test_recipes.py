@@ -6,9 +6,9 @@ image folder (3 classes x 8 PNGs of 32x32) or generated CSVs. One test runs a
 recipe as a subprocess, as a user who copied it would.
 """
 
+import ast
 import csv
 import importlib.util
-import inspect
 import json
 import os
 import subprocess
@@ -19,7 +19,10 @@ import keras
 import numpy as np
 import pytest
 
+import tlrecipes
+from tlrecipes import lab, predict_proba
 from tlrecipes.heads import find_base
+from tlrecipes.training import FINE_TUNE_LR, HEAD_LR
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
@@ -29,6 +32,7 @@ IMAGE_RECIPES = [
     "finetune_all",
     "scratch_baseline",
 ]
+RECIPE_NAMES = [*IMAGE_RECIPES, "tabular_transfer"]
 CLASSES = ["cat", "dog", "fox"]
 IMAGES_PER_CLASS = 8
 
@@ -107,7 +111,8 @@ def check_image_metrics(metrics: dict, epochs: int) -> None:
 
 def check_predicts(path: Path, x: np.ndarray, num_classes: int) -> keras.Model:
     model = keras.saving.load_model(path)
-    probs = model.predict(x, verbose=0)
+    assert model.layers[-1].name == "head_logits"  # logits out; probabilities:
+    probs = predict_proba(model, x)
     assert probs.shape == (len(x), num_classes)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     return model
@@ -154,10 +159,10 @@ def test_feature_extractor_mixed_precision_without_the_feature_cache(
     assert metrics["features_cached"] is False
     assert metrics["precision"] == "mixed_bfloat16"
     check_image_metrics(check_outputs(out, metrics, "feature_extractor"), epochs=1)
-    # bfloat16 inside, the probabilities kept in float32.
+    # bfloat16 inside, the logits kept in float32.
     assert find_base(model).layers[1].compute_dtype == "bfloat16"
     assert model.output.dtype == "float32"
-    probs = model.predict(images, verbose=0)
+    probs = predict_proba(model, images)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-3)
 
 
@@ -326,14 +331,88 @@ def test_tabular_transfer_freezes_the_source_body(tables, tmp_path):
     assert "source_test_accuracy" not in again
 
 
-def test_image_recipes_carry_the_same_copy_of_their_shared_helpers():
-    """Each recipe is standalone, so helpers are copied; the copies must not drift."""
-    shared = ("check_image_folder", "build_base", "copy_saved_base")
-    sources = [
-        [inspect.getsource(getattr(load_recipe(name), fn)) for fn in shared]
-        for name in IMAGE_RECIPES
+def _public_names(module: str) -> set[str]:
+    if module == "tlrecipes":
+        return set(tlrecipes.__all__)
+    if module == "tlrecipes.lab":
+        return set(lab.__all__)
+    return set(importlib.import_module(module).__all__)
+
+
+@pytest.mark.parametrize("recipe", RECIPE_NAMES)
+def test_recipes_import_only_public_names_and_copy_no_shared_helpers(recipe):
+    """Shared folder and base handling lives in tlrecipes.lab, not in copies."""
+    tree = ast.parse((RECIPES / f"{recipe}.py").read_text())
+    imported = [
+        (node.module, alias.name)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module.startswith("tlrecipes")
+        for alias in node.names
     ]
-    assert all(source == sources[0] for source in sources[1:])
+    assert imported
+    private = [
+        f"{module}.{name}"
+        for module, name in imported
+        if name not in _public_names(module) or name.startswith("_")
+    ]
+    assert not private, f"{recipe} imports non-public names: {private}"
+    # The kit's internals (heads.find_base, backbones.application) stay out.
+    assert {m for m, _ in imported} <= {
+        "tlrecipes",
+        "tlrecipes.lab",
+        "tlrecipes.training",
+    }
+    defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    copied = defined & set(lab.__all__)
+    assert not copied, f"{recipe} copies lab functions: {copied}"
+    assert "IMAGE_SUFFIXES" not in (RECIPES / f"{recipe}.py").read_text()
+
+
+@pytest.mark.parametrize("recipe", RECIPE_NAMES)
+def test_main_shows_add_head_and_two_phase_fit_first(recipe):
+    """The idea is on main's first screen; parsing and saving come after it."""
+    tree = ast.parse((RECIPES / f"{recipe}.py").read_text())
+    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+    assert functions[0].name == "main", "main is the first function of the file"
+    main = functions[0]
+    calls = {
+        node.func.id: node.lineno - main.lineno
+        for node in ast.walk(main)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    }
+    assert calls["add_head"] <= 45 and calls["two_phase_fit"] <= 50, calls
+
+
+@pytest.mark.parametrize("recipe", RECIPE_NAMES)
+def test_recipe_defaults_are_the_librarys(recipe, image_folder, tables, capsys):
+    module = load_recipe(recipe)
+    if recipe == "tabular_transfer":
+        required = ["--source-csv", str(tables[0]), "--target-csv", str(tables[1])]
+    else:
+        required = ["--data-dir", str(image_folder)]
+    args = vars(module.parse_args(required))
+    assert args.get("head_lr", HEAD_LR) == HEAD_LR == 1e-2
+    assert args.get("fine_tune_lr", FINE_TUNE_LR) == FINE_TUNE_LR == 1e-4
+    assert {"head_lr", "fine_tune_lr"} & set(args)
+    assert args.get("head_epochs", "auto") == "auto"
+    assert args.get("scratch_lr", 1e-3) == lab.TrainConfig.learning_rate
+    assert "learning_rate" not in args
+    for gone in ("--min-head-steps", "--jit-compile"):
+        with pytest.raises(SystemExit):
+            module.parse_args([*required, gone, "1"])
+        assert f"unrecognized arguments: {gone}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("recipe", ["feature_extractor", "two_phase_finetune"])
+def test_head_epochs_take_auto_or_a_number(recipe, image_folder, capsys):
+    parse = load_recipe(recipe).parse_args
+    data = ["--data-dir", str(image_folder)]
+    assert parse([*data, "--head-epochs", "auto"]).head_epochs == "auto"
+    assert parse([*data, "--head-epochs", "3"]).head_epochs == 3
+    for bad in ("0", "many"):
+        with pytest.raises(SystemExit):
+            parse([*data, "--head-epochs", bad])
+    assert "--head-epochs" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("recipe", IMAGE_RECIPES)
@@ -396,7 +475,7 @@ def test_a_recipe_runs_as_a_copied_script(image_folder, tmp_path):
         cwd=tmp_path,
         check=True,
     )
-    for flag in ("--data-dir", "--backbone", "--weights", "--epochs", "--quick"):
+    for flag in ("--data-dir", "--backbone", "--weights", "--head-epochs", "--quick"):
         assert flag in help_run.stdout
     quick = subprocess.run(
         [

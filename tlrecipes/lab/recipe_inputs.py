@@ -1,0 +1,493 @@
+"""What the recipes in `recipes/` take in: an image folder, a base and its layers.
+
+The scripts in `recipes/` share these steps, so they live here once instead
+of being copied into each script:
+
+- `check_image_folder`: the folder holds one subfolder of images per class;
+- `build_base`: a base by name (a `keras.applications` model or the lab's
+  `small_convnet`) with the preprocessing it expects, its weights from
+  ImageNet, random, or the base inside a saved `.keras` model;
+- `copy_base_weights` and `saved_base`: reuse the base of a saved model;
+- `cut_base` and `base_layer_name`: an earlier block or layer of a base;
+- `first_batches`: the first batches of each split, for smoke runs;
+- `epochs_or_auto`: reads `--head-epochs` (`"auto"` or a number);
+- `exit_on_value_error`: a `ValueError` as a one-line command-line error.
+
+Every function raises a `ValueError` that names the argument, what was
+expected, what was received and the fix, on one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from tlrecipes.backbones import application
+from tlrecipes.heads import find_base
+from tlrecipes.lab.backbones import cut_after_block, small_convnet
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "base_layer_name",
+    "build_base",
+    "check_image_folder",
+    "copy_base_weights",
+    "cut_base",
+    "epochs_or_auto",
+    "exit_on_value_error",
+    "first_batches",
+    "saved_base",
+]
+
+#: File suffixes counted as images (those `keras.utils.image_dataset_from_directory`
+#: reads).
+IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+
+
+def _has_images(folder: Path) -> bool:
+    return any(f.suffix.lower() in IMAGE_SUFFIXES for f in folder.rglob("*"))
+
+
+def check_image_folder(data_dir: str | os.PathLike) -> list[str]:
+    """Checks that a folder holds one subfolder of images per class.
+
+    The layout is the one `load_image_folder` reads: `data_dir/<class>/...`,
+    or `data_dir/train/<class>/...` (then the classes are read from
+    `train/`). Checking first gives one clear error before anything is built.
+
+    Args:
+        data_dir: The folder of class subfolders (or of `train/` and `test/`).
+
+    Returns:
+        The class names (the subfolder names), in alphabetical order.
+
+    Raises:
+        ValueError: If the folder does not exist, holds no images, has a class
+            subfolder without images, or has fewer than 2 classes.
+
+    Example:
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ["dog", "cat"]:
+    ...     (root / name).mkdir()
+    ...     _ = (root / name / "0.png").write_bytes(b"")
+    >>> check_image_folder(root)
+    ['cat', 'dog']
+    """
+    root = Path(data_dir)
+    fix = "Fix: point it at a folder laid out as <data_dir>/<class name>/<images>."
+    if not root.is_dir():
+        raise ValueError(
+            "Received an invalid value for `data_dir`, expected a folder with one "
+            f"subfolder of images per class. Received: data_dir={str(data_dir)!r}, "
+            f"which does not exist. {fix}"
+        )
+    if (root / "train").is_dir():  # the train/ + test/ layout
+        root = root / "train"
+    classes = sorted(
+        d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+    )
+    empty = [name for name in classes if not _has_images(root / name)]
+    if not classes or len(empty) == len(classes):
+        raise ValueError(
+            "Received an invalid value for `data_dir`, expected one subfolder per "
+            f"class with {'/'.join(IMAGE_SUFFIXES)} files in it. Received: "
+            f"data_dir={str(data_dir)!r}, which holds no images. {fix}"
+        )
+    if empty:
+        raise ValueError(
+            f"Received an invalid value for `data_dir`, expected images in every "
+            f"class folder. Received: data_dir={str(data_dir)!r}, whose class "
+            f"folders {empty} in {root} hold no images. Fix: add images to them "
+            "or remove them."
+        )
+    if len(classes) < 2:
+        raise ValueError(
+            "Received an invalid value for `data_dir`, expected at least 2 class "
+            f"subfolders. Received: data_dir={str(data_dir)!r}, which has 1 class "
+            f"({classes[0]}). Fix: a classifier needs a subfolder per class; add "
+            "the other classes."
+        )
+    return classes
+
+
+def build_base(
+    backbone: str,
+    weights: str | os.PathLike | None = "imagenet",
+    image_size: int = 160,
+) -> tuple[keras.Model, Callable[[Any], Any]]:
+    """Builds a base by name, with the preprocessing its inputs need.
+
+    `small_convnet` is the lab's small research base (it scales images to
+    [0, 1]); any other name is a `keras.applications` model built by
+    `tlrecipes.backbones.application`, with the `preprocess_input` it was
+    trained with. Pass the preprocessing to `add_head(..., preprocessing=)`
+    so the model takes raw images with values in [0, 255].
+
+    Args:
+        backbone: `"small_convnet"`, or a `keras.applications` name such as
+            `"mobilenetv2"`, `"efficientnetb0"` or `"resnet50"`.
+        weights: `"imagenet"` (downloaded once into `~/.keras/models`), `"none"`
+            or None (random weights), or the path of a `.keras` model whose
+            base (`saved_base`) is copied in layer by layer. Defaults to
+            `"imagenet"`.
+        image_size: Side in pixels of the square RGB images the base takes.
+            Defaults to 160.
+
+    Returns:
+        A tuple `(base, preprocessing)`: the model, without classifier, and the
+        function (or layer) that scales images in [0, 255] for it.
+
+    Raises:
+        ValueError: For an unknown backbone (the message lists the closest
+            names), `small_convnet` with `weights="imagenet"`, a `weights`
+            that is not `"imagenet"`, `"none"` or an existing file, or a saved
+            base whose layers do not fit (see `copy_base_weights`).
+        RuntimeError: When the ImageNet weights are neither cached nor
+            downloadable (offline).
+
+    Example:
+
+    >>> base, preprocessing = build_base("small_convnet", "none", image_size=32)
+    >>> base.output_shape
+    (None, 4, 4, 128)
+    >>> float(preprocessing(keras.ops.ones((1, 1)) * 255)[0, 0])
+    1.0
+    """
+    shape = (image_size, image_size, 3)
+    path = None if weights in ("imagenet", "none", None) else Path(weights)
+    if path is not None and not path.is_file():
+        raise ValueError(
+            "Received an invalid value for `weights`, expected 'imagenet', 'none' "
+            f"or the path of a saved .keras model. Received: weights={str(weights)!r}"
+            ", which is not imagenet, none or an existing file. Fix: pass "
+            "'imagenet', 'none' or the model.keras a recipe saved."
+        )
+    if backbone.lower() == "small_convnet":
+        if weights == "imagenet":
+            raise ValueError(
+                "Received weights='imagenet' for backbone='small_convnet', which "
+                "has no ImageNet weights. Fix: pass weights='none' or the path of "
+                "a model.keras built on small_convnet."
+            )
+        base = small_convnet(shape, name="small_convnet")
+        preprocessing = keras.layers.Rescaling(1 / 255)  # images to [0, 1]
+    else:
+        try:
+            base, preprocessing = application(
+                backbone, shape, "imagenet" if weights == "imagenet" else None
+            )
+        except ValueError as err:
+            raise ValueError(
+                f"backbone={backbone!r}: {err} ('small_convnet' is accepted too.)"
+            ) from None
+    if path is not None:
+        copy_base_weights(base, path)
+    return base, preprocessing
+
+
+def saved_base(path: str | os.PathLike) -> keras.Model:
+    """Loads a saved model and returns the base nested under its head.
+
+    A model built by `add_head` holds its base as one nested model; that base
+    carries what transfers, without the old head.
+
+    Args:
+        path: A `.keras` file saved from a model built by `add_head` (the
+            `model.keras` every recipe writes).
+
+    Returns:
+        The nested base model, with the saved weights.
+
+    Raises:
+        ValueError: If the file does not exist, or the model nests no single
+            base (it was not built by `add_head`).
+
+    Example:
+
+    >>> import tempfile
+    >>> from tlrecipes import add_head
+    >>> base, _ = build_base("small_convnet", "none", image_size=32)
+    >>> path = Path(tempfile.mkdtemp()) / "model.keras"
+    >>> add_head(base, 3).save(path)
+    >>> saved_base(path).name
+    'small_convnet'
+    """
+    model = _load(path)
+    base = find_base(model)
+    if base is None:
+        raise ValueError(
+            "Received an invalid value for `path`, expected a model built by "
+            f"add_head, with its base nested in it. Received: path={str(path)!r}, "
+            f"whose model {model.name!r} nests no single base. Fix: pass a "
+            "model.keras saved by a recipe or built with tlrecipes.add_head."
+        )
+    return base
+
+
+def _load(path: str | os.PathLike) -> keras.Model:
+    if not Path(path).is_file():
+        raise ValueError(
+            "Received an invalid value for `path`, expected a saved .keras file. "
+            f"Received: path={str(path)!r}, which does not exist. Fix: pass the "
+            "model.keras a recipe saved."
+        )
+    return keras.saving.load_model(path)
+
+
+def copy_base_weights(base: keras.Model, path: str | os.PathLike) -> int:
+    """Copies the weights of the base in a saved model into `base`, by layer name.
+
+    Every layer with weights in the saved base (`saved_base`, or the whole
+    saved model when it nests none) must exist in `base` under the same name
+    and with the same shapes: build `base` with the backbone the saved model
+    was built with.
+
+    Args:
+        base: The base to fill, e.g. from `build_base(..., weights="none")`.
+        path: A saved `.keras` model.
+
+    Returns:
+        The number of layers whose weights were copied.
+
+    Raises:
+        ValueError: If the file does not exist, a saved layer is missing from
+            `base`, or its weights have other shapes.
+
+    Example:
+
+    >>> import tempfile
+    >>> from tlrecipes import add_head
+    >>> source, _ = build_base("small_convnet", "none", image_size=32)
+    >>> path = Path(tempfile.mkdtemp()) / "model.keras"
+    >>> add_head(source, 3).save(path)
+    >>> base, _ = build_base("small_convnet", "none", image_size=32)
+    >>> copy_base_weights(base, path)  # 3 x (conv, BatchNorm)
+    6
+    """
+    saved = _load(path)
+    source = find_base(saved) or saved
+    names = {layer.name for layer in base.layers}
+    copied = [layer for layer in source.layers if layer.weights]
+    for layer in copied:
+        if layer.name not in names:
+            raise ValueError(
+                f"Received a saved base that does not fit `base`, expected the "
+                f"layers of {base.name!r}. Received: path={str(path)!r}, whose "
+                f"layer {layer.name!r} the {base.name} base lacks. Fix: build the "
+                "base with the backbone the saved model was built with."
+            )
+        try:
+            base.get_layer(layer.name).set_weights(layer.get_weights())
+        except ValueError as err:
+            raise ValueError(
+                f"Received a saved base that does not fit `base`: path="
+                f"{str(path)!r}, layer {layer.name!r}: {err} Fix: build the base "
+                "with the backbone and image size the saved model was built with."
+            ) from None
+    return len(copied)
+
+
+def base_layer_name(base: keras.Model, layer: str | int) -> str:
+    """Returns the name of a layer of `base`, given by name or by index.
+
+    Command-line flags such as `--unfreeze-from` take either; an index counts
+    in `base.layers` (the TensorFlow tutorial's `fine_tune_at = 100`), and a
+    string of digits is read as an index.
+
+    Args:
+        base: The base model.
+        layer: A layer name, or an index into `base.layers` (negative counts
+            from the end).
+
+    Returns:
+        The layer's name.
+
+    Raises:
+        ValueError: For an index out of range, or a name the base lacks (the
+            message lists the closest names).
+
+    Example:
+
+    >>> base, _ = build_base("small_convnet", "none", image_size=32)
+    >>> base_layer_name(base, "5"), base_layer_name(base, "block3_conv")
+    ('block2_conv', 'block3_conv')
+    """
+    names = [item.name for item in base.layers]
+    if isinstance(layer, int) or str(layer).lstrip("-").isdigit():
+        index = int(layer)
+        if not -len(names) <= index < len(names):
+            raise ValueError(
+                f"Received an invalid value for `layer`, expected an index into "
+                f"the {len(names)} layers of {base.name!r}. Received: layer={index}"
+                f". Fix: pass an index from 0 to {len(names) - 1}, or a name."
+            )
+        return names[index]
+    if layer not in names:
+        close = difflib.get_close_matches(layer, names, n=5, cutoff=0.3)
+        raise ValueError(
+            f"Received an invalid value for `layer`, expected a layer of "
+            f"{base.name!r}. Received: layer={layer!r}, which it lacks. Fix: "
+            f"use one of its names; the closest: {close}."
+        )
+    return layer
+
+
+def cut_base(
+    base: keras.Model,
+    *,
+    after_block: int | None = None,
+    at_layer: str | int | None = None,
+) -> keras.Model:
+    """Returns the base up to an earlier block or layer, sharing its weights.
+
+    Features from an earlier layer are more general: try them when your images
+    differ from the base's source.
+
+    Args:
+        base: The base model.
+        after_block: Keep blocks 1..N of a base with `block{i}_...` layers
+            (`small_convnet`, VGG16, VGG19). Defaults to None.
+        at_layer: End at this layer (name or index, see `base_layer_name`);
+            works for any base. Defaults to None.
+
+    Returns:
+        The cut base (a view of `base`), or `base` itself when both are None.
+
+    Raises:
+        ValueError: If both are given, the base has no such block, or no such
+            layer (the message lists the closest names).
+
+    Example:
+
+    >>> base, _ = build_base("small_convnet", "none", image_size=32)
+    >>> cut_base(base, after_block=2).output_shape
+    (None, 8, 8, 64)
+    >>> cut_base(base, at_layer="block1_pool").output_shape
+    (None, 16, 16, 32)
+    """
+    if after_block is not None and at_layer is not None:
+        raise ValueError(
+            "Received both `after_block` and `at_layer`, expected at most one. "
+            f"Received: after_block={after_block!r}, at_layer={at_layer!r}. Fix: "
+            "pass one of them."
+        )
+    if after_block is not None:
+        try:
+            return cut_after_block(base, after_block)
+        except ValueError as err:
+            message = " ".join(str(err).split())
+            raise ValueError(
+                f"after_block={after_block!r}: {message} For other bases, cut "
+                "at_layer=<layer name>."
+            ) from None
+    if at_layer is not None:
+        name = base_layer_name(base, at_layer)
+        output = base.get_layer(name).output
+        return keras.Model(base.input, output, name=f"{base.name}_to_{name}")
+    return base
+
+
+def first_batches(data: Any, batches: int | None) -> tuple[Any, Any, Any]:
+    """The train, validation and test pipelines, cut to their first batches.
+
+    For smoke runs (`--quick`): a few batches of each split run in seconds.
+
+    Args:
+        data: Splits with `train`, `validation` (or None) and `test`
+            `tf.data.Dataset`s, such as `load_image_folder` returns.
+        batches: Batches to keep in each split; None keeps them all.
+
+    Returns:
+        A tuple `(train, validation, test)`.
+
+    Raises:
+        ValueError: If `batches` is not None or a positive integer.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> from types import SimpleNamespace
+    >>> ds = tf.data.Dataset.range(10).batch(2)
+    >>> train, validation, test = first_batches(
+    ...     SimpleNamespace(train=ds, validation=None, test=ds), 3)
+    >>> len(list(train)), validation, len(list(test))
+    (3, None, 3)
+    """
+    splits = (data.train, data.validation, data.test)
+    if batches is None:
+        return splits
+    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
+        raise ValueError(
+            "Received an invalid value for `batches`, expected None or a positive "
+            f"integer. Received: batches={batches!r}. Fix: e.g. batches=3."
+        )
+    return tuple(None if ds is None else ds.take(batches) for ds in splits)
+
+
+def epochs_or_auto(value: str | int) -> int | str:
+    """Reads a number of epochs that may be `"auto"`, as `two_phase_fit` takes.
+
+    Use it as the `type` of an argparse flag such as `--head-epochs`:
+    `"auto"` lets `two_phase_fit` run enough head epochs for 200 optimisation
+    steps; a number runs exactly that many.
+
+    Args:
+        value: `"auto"`, or a positive integer (or its text).
+
+    Returns:
+        `"auto"`, or the number as an int.
+
+    Raises:
+        ValueError: For anything else.
+
+    Example:
+
+    >>> epochs_or_auto("auto"), epochs_or_auto("3")
+    ('auto', 3)
+    """
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        epochs = int(value)
+        ok = not isinstance(value, bool) and epochs >= 1 and float(value) == epochs
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(
+            "Received an invalid number of epochs, expected 'auto' or a positive "
+            f"integer. Received: {value!r}. Fix: e.g. 'auto' or 10."
+        )
+    return epochs
+
+
+@contextlib.contextmanager
+def exit_on_value_error() -> Iterator[None]:
+    """Turns a `ValueError` raised inside into a one-line command-line error.
+
+    Scripts wrap the steps that check what the user passed: a mistake then
+    ends the script with `error: <message>` and exit status 1, without a
+    traceback. Other exceptions, the signs of a bug, keep their traceback.
+
+    Raises:
+        SystemExit: With `"error: <message>"`, newlines in the message
+            joined into one line, when a `ValueError` is raised inside.
+
+    Example:
+
+    >>> with exit_on_value_error():
+    ...     check_image_folder("no/such/folder")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    SystemExit: error: Received an invalid value for `data_dir`, ...
+    """
+    try:
+        yield
+    except ValueError as err:
+        raise SystemExit("error: " + " ".join(str(err).split())) from None
