@@ -122,11 +122,14 @@ def keras_child(args: argparse.Namespace) -> dict:
     keras.utils.set_random_seed(0)
     size, batch = args.image_size, args.batch_size
     model = keras.applications.ResNet50(
-        weights=None, input_shape=(size, size, 3), classes=1000
+        weights=None,
+        input_shape=(size, size, 3),
+        classes=1000,
+        classifier_activation=None,  # logits, as tlrecipes heads output
     )
     model.compile(
         optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-        loss="sparse_categorical_crossentropy",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     rng = np.random.default_rng(0)
     xb = rng.random((batch, size, size, 3), dtype=np.float32)

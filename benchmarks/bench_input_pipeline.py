@@ -57,9 +57,9 @@ def small_cnn(input_shape=(28, 28, 1), num_classes=10) -> keras.Model:
         x = keras.layers.ReLU()(x)
         x = keras.layers.MaxPooling2D()(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax")(x)
+    outputs = keras.layers.Dense(num_classes)(x)  # logits
     model = keras.Model(inputs, outputs)
-    model.compile("adam", "sparse_categorical_crossentropy")
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
 
 

@@ -3,17 +3,18 @@
 Both sides train the same model (the shipped fashion_a_to_b source base with a
 new head) on the same data for the same epochs and batch size: the guide's
 code (freeze, compile, fit, unfreeze with BatchNorm kept frozen, compile at
-the low rate, fit), and `two_phase_fit` with `min_head_steps=0` so that it runs
-exactly the same epochs. The helper is timed twice: with
-`cache_features=False` it does exactly the hand-written work (the base runs on
-every batch), so the ratio of the two is the helper's own cost, the number the
-target is about; with its default `cache_features="auto"`, phase 1 trains the
-head on features computed once (what a user gets by default), reported beside
-it. Runs rotate (hand, helper, helper cached, hand, ...) so that machine noise
-hits all three. Two summaries of the same runs are printed and saved: the
-ratio of the medians, and the median of the per-round ratios (each helper run
-against the hand-written run just before it), which a slow drift of the
-machine's speed moves less.
+the low rate, fit), and `two_phase_fit` with an explicit `head_epochs` (not
+the default `"auto"`) so that it runs exactly the same epochs. Both compile
+`SparseCategoricalCrossentropy(from_logits=True)`: `add_head` outputs logits.
+The helper is timed twice: with `cache_features=False` it does exactly the
+hand-written work (the base runs on every batch), so the ratio of the two is
+the helper's own cost, the number the target is about; with its default
+`cache_features="auto"`, phase 1 trains the head on features computed once
+(what a user gets by default), reported beside it. Runs rotate (hand, helper,
+helper cached, hand, ...) so that machine noise hits all three. Two summaries
+of the same runs are printed and saved: the ratio of the medians, and the
+median of the per-round ratios (each helper run against the hand-written run
+just before it), which a slow drift of the machine's speed moves less.
 
     python benchmarks/bench_two_phase_overhead.py            # 7 pairs
     python benchmarks/bench_two_phase_overhead.py --quick    # 2 pairs, fewer images
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         base.trainable = False
         model.compile(
             optimizer=keras.optimizers.Adam(1e-2),
-            loss="sparse_categorical_crossentropy",
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
         model.fit(x, y, epochs=head_epochs, batch_size=batch_size, verbose=0)
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                 layer.trainable = False
         model.compile(
             optimizer=keras.optimizers.Adam(1e-4),
-            loss="sparse_categorical_crossentropy",
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
         model.fit(
@@ -99,7 +100,6 @@ def main(argv: list[str] | None = None) -> int:
             fine_tune_epochs=fine_tune_epochs,
             head_lr=1e-2,
             fine_tune_lr=1e-4,
-            min_head_steps=0,
             batch_size=batch_size,
             cache_features=cache_features,
             verbose=0,

@@ -5,11 +5,13 @@ epochs, then everything at 1e-5) was written for ImageNet-sized data, where an
 epoch is thousands of steps. With 10 images per class an epoch is two steps.
 This script measures, on the project's offline tasks, what a user gets from
 
-    two_phase_fit(model, x, y, head_epochs=10, fine_tune_epochs=10,
+    two_phase_fit(model, x, y, head_epochs=E, fine_tune_epochs=10,
                   head_lr=H, fine_tune_lr=F)
 
-for a grid of H and F, next to the Keras guide's code as written and a
-from-scratch twin, over several seeds, and saves the table the defaults in
+with E = 10 epochs raised to `MIN_HEAD_STEPS` (200) steps when an epoch is
+short (the step budget of `head_epochs="auto"`, at least 10 epochs), for a
+grid of H and F, next to the Keras guide's code as written and a from-scratch
+twin, over several seeds, and saves the table the defaults in
 `tlrecipes/training.py` cite.
 
     python benchmarks/choose_defaults.py --workers 12      # full grid
@@ -57,6 +59,7 @@ def run_cell(task_name: str, size: int, seed: int, quick: bool) -> list[dict]:
         scratch_twin,
         train_source_model,
     )
+    from tlrecipes.training import MIN_HEAD_STEPS
 
     head_lrs = HEAD_LRS[::2] if quick else HEAD_LRS
     fine_lrs = FINE_TUNE_LRS[1:2] if quick else FINE_TUNE_LRS
@@ -74,6 +77,9 @@ def run_cell(task_name: str, size: int, seed: int, quick: bool) -> list[dict]:
     if quick:
         x_test, y_test = x_test[:500], y_test[:500]
     classes = len(data.class_names)
+    steps_per_epoch = -(-len(x) // 32)
+    # At least `epochs` head epochs and at least MIN_HEAD_STEPS head steps.
+    head_epochs = max(epochs, -(-MIN_HEAD_STEPS // steps_per_epoch))
     rows = []
 
     def row(method, start, **fields):
@@ -96,7 +102,7 @@ def run_cell(task_name: str, size: int, seed: int, quick: bool) -> list[dict]:
             model,
             x,
             y,
-            head_epochs=epochs,
+            head_epochs=head_epochs,
             fine_tune_epochs=0,
             head_lr=head_lr,
             verbose=0,
@@ -145,7 +151,6 @@ def run_cell(task_name: str, size: int, seed: int, quick: bool) -> list[dict]:
         fine_tune_epochs=1 if quick else 10,
         head_lr=1e-3,
         fine_tune_lr=1e-5,
-        min_head_steps=0,
         verbose=0,
     )
     row(
@@ -159,8 +164,10 @@ def run_cell(task_name: str, size: int, seed: int, quick: bool) -> list[dict]:
     # From-scratch twin: same architecture, re-initialised, at least 400 steps.
     start = time.perf_counter()
     twin = scratch_twin(model, seed=seed)
-    twin.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-    steps_per_epoch = -(-len(x) // 32)
+    twin.compile(
+        keras.optimizers.Adam(1e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     twin.fit(
         x,
         y,

@@ -57,6 +57,7 @@ from matplotlib.figure import Figure
 
 import tlrecipes as tl
 from tlrecipes import lab
+from tlrecipes.optimizers import make_optimizer
 
 START = time.perf_counter()
 keras.utils.set_random_seed(0)
@@ -186,14 +187,14 @@ def cut_features_run(n_blocks: int, pooling: str, seed: int) -> dict:
     base = lab.cut_after_block(source.copy_base(), n_blocks)
     model = tl.add_head(base, NUM_CLASSES, pooling=pooling, dropout=CONFIG.dropout)
     model.compile(
-        optimizer=tl.make_optimizer(CONFIG.optimizer, CONFIG.head_lr),
-        loss="sparse_categorical_crossentropy",
+        optimizer=make_optimizer(CONFIG.optimizer, CONFIG.head_lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
     steps_per_epoch = math.ceil(len(x) / BATCH_SIZE)
     epochs = max(EPOCHS, math.ceil(MIN_STEPS / steps_per_epoch))
     history = model.fit(x, y, epochs=epochs, batch_size=BATCH_SIZE, verbose=0)
-    probs = model.predict(
+    logits = model.predict(
         target[2].astype("float32") / 255.0, batch_size=512, verbose=0
     )
     return {
@@ -201,7 +202,7 @@ def cut_features_run(n_blocks: int, pooling: str, seed: int) -> dict:
         "cut": n_blocks,
         "pooling": pooling,
         "seed": seed,
-        "accuracy": float(np.mean(probs.argmax(-1) == target[3])),
+        "accuracy": float(np.mean(logits.argmax(-1) == target[3])),
         "train_accuracy": float(history.history["accuracy"][-1]),
         "steps": epochs * steps_per_epoch,
         "trainable_params": int(

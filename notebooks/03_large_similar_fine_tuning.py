@@ -62,6 +62,7 @@ from matplotlib.figure import Figure
 import tlrecipes as tl
 from tlrecipes import lab
 from tlrecipes.freezing import is_batchnorm
+from tlrecipes.optimizers import make_optimizer
 
 START = time.perf_counter()
 keras.utils.set_random_seed(0)
@@ -127,14 +128,14 @@ def train_sample(seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_accuracy(model: keras.Model) -> float:
-    probs = model.predict(x_test, batch_size=512, verbose=0)
-    return float(np.mean(probs.argmax(-1) == y_test))
+    logits = model.predict(x_test, batch_size=512, verbose=0)
+    return float(np.mean(logits.argmax(-1) == y_test))
 
 
 def compile_model(model: keras.Model, learning_rate: float) -> None:
     model.compile(
-        optimizer=tl.make_optimizer("adam", learning_rate),
-        loss="sparse_categorical_crossentropy",
+        optimizer=make_optimizer("adam", learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
 
@@ -419,8 +420,8 @@ def train_mode_accuracy(
     correct = 0
     for start in range(0, len(x), batch_size):
         index = order[start : start + batch_size]
-        probs = keras.ops.convert_to_numpy(model(x[index], training=True))
-        correct += int(np.sum(probs.argmax(-1) == y[index]))
+        logits = keras.ops.convert_to_numpy(model(x[index], training=True))
+        correct += int(np.sum(logits.argmax(-1) == y[index]))
     model.set_weights(saved)
     return correct / len(x)
 
@@ -577,7 +578,7 @@ print(f"largest gap with BatchNorm frozen (the fix): {fix:.3f}")
 # 1. Double `FINE_TUNE_EPOCHS`. Does the best learning rate move down? (A
 #    longer schedule needs a smaller rate to move the weights the same
 #    distance.)
-# 2. Replace Adam by SGD with momentum (`tl.make_optimizer("sgd", lr)`) in
+# 2. Replace Adam by SGD with momentum (`make_optimizer("sgd", lr)`) in
 #    `compile_model`. Is the useful range of rates the same? Why not?
 # 3. Fine-tune only the last block (`tl.freeze_until(model, "block3_conv")`)
 #    at 1e-2. Does keeping the first two blocks frozen protect against the

@@ -325,12 +325,11 @@ def train_bn_run(two_phase: bool, train_bn: bool, seed: int) -> dict:
         head_epochs=HEAD_EPOCHS if two_phase else HEAD_EPOCHS + FINE_TUNE_EPOCHS,
         fine_tune_epochs=FINE_TUNE_EPOCHS if two_phase else 0,
         train_bn=train_bn,
-        min_head_steps=0,
         seed=seed,
         batch_size=BATCH_SIZE,
         verbose=0,
     )
-    probs = model.predict(
+    logits = model.predict(
         data.x_test.astype("float32") / 255.0, batch_size=500, verbose=0
     )
     base = model.get_layer(source.base.name)
@@ -344,7 +343,7 @@ def train_bn_run(two_phase: bool, train_bn: bool, seed: int) -> dict:
         "arm": f"{'two-phase' if two_phase else 'frozen base'}, "
         f"BN {'trains' if train_bn else 'frozen'}",
         "seed": seed,
-        "accuracy": float(np.mean(probs.argmax(-1) == data.y_test)),
+        "accuracy": float(np.mean(logits.argmax(-1) == data.y_test)),
         "fit_accuracy": float(history.history["accuracy"][-1]),
         "bn_mean_shift": float(shift),
     }

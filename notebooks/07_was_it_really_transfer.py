@@ -166,13 +166,13 @@ print(
 
 # %%
 def d1_network(num_classes, seed):
-    """The question's network: three dense layers and a softmax output."""
+    """The question's network: three dense layers and an output (logits)."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((FEATURES,), name="features")
     x = inputs
     for i, units in enumerate(HIDDEN, 1):
         x = keras.layers.Dense(units, activation="relu", name=f"d1_dense{i}")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="d1_output")(x)
+    outputs = keras.layers.Dense(num_classes, name="d1_output")(x)  # logits
     return keras.Model(inputs, outputs, name="d1_network")
 
 
@@ -182,9 +182,7 @@ def with_new_layers(network, num_classes, seed):
     x = network.get_layer(f"d1_dense{len(HIDDEN)}").output
     for i, units in enumerate(NEW_HIDDEN, 1):
         x = keras.layers.Dense(units, activation="relu", name=f"new_dense{i}")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="new_output")(
-        x
-    )
+    outputs = keras.layers.Dense(num_classes, name="new_output")(x)  # logits
     return keras.Model(network.input, outputs, name="d1_plus_new")
 
 
@@ -199,7 +197,7 @@ def train(model, x, y, epochs, curve=True):
     """Trains with the shared recipe; returns (test accuracy per epoch, final)."""
     model.compile(
         optimizer=keras.optimizers.Adam(LEARNING_RATE),
-        loss="sparse_categorical_crossentropy",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
     # The test set is only *recorded* after each epoch, never used to choose
@@ -240,7 +238,7 @@ for seed in SEEDS:
     network = d1_network(NUM_A, seed)
     network.compile(
         optimizer=keras.optimizers.Adam(LEARNING_RATE),
-        loss="sparse_categorical_crossentropy",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
     network.fit(x1, y1, epochs=EPOCHS, batch_size=BATCH_SIZE, verbose=0)

@@ -75,6 +75,7 @@ from matplotlib.figure import Figure
 
 import tlrecipes as tl
 from tlrecipes import lab
+from tlrecipes.backbones import application
 
 START = time.perf_counter()
 logging.getLogger("tensorflow").setLevel(logging.ERROR)
@@ -175,11 +176,11 @@ def budget(n_train):
 def run(task, size, x_train, y_train, x_test, y_test, seed, strategy):
     """Trains one model; returns its test accuracy after each epoch."""
     keras.utils.set_random_seed(seed)
-    base, _ = tl.application(task.backbone, (size, size, 3), weights=WEIGHTS)
+    base, _ = application(task.backbone, (size, size, 3), weights=WEIGHTS)
     model = tl.add_head(base, len(task.target_classes))  # base returned frozen
     epochs = budget(len(x_train))
     fit = {"batch_size": BATCH_SIZE, "validation_data": (x_test, y_test), "verbose": 0}
-    loss = "sparse_categorical_crossentropy"
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     if strategy == "two_phase":
         # two_phase_fit recompiles for each phase, keeping these settings.
         model.compile(loss=loss, metrics=["accuracy"], run_eagerly=RUN_EAGERLY)
@@ -192,7 +193,6 @@ def run(task, size, x_train, y_train, x_test, y_test, seed, strategy):
             fine_tune_epochs=epochs - head_epochs,
             head_lr=HEAD_LR,
             fine_tune_lr=FINE_TUNE_LR,
-            min_head_steps=0,
             **fit,
         )
     else:

@@ -80,8 +80,7 @@ DATA = os.environ.get("TLRECIPES_DATA", "offline")
 TASKS = {"offline": ["fashion_a_to_b", "fashion_to_mnist"]}[DATA]
 SEEDS = [0] if QUICK else [0, 1, 2]
 N_PER_CLASS = 60 if QUICK else 400  # 400: every offline training digit
-HEAD_EPOCHS = 1 if QUICK else 5  # phase 1 (at least MIN_HEAD_STEPS steps)
-MIN_HEAD_STEPS = 0 if QUICK else 200
+HEAD_EPOCHS = 1 if QUICK else 5  # phase 1 (full mode: over 200 steps)
 FINE_TUNE_EPOCHS = 3 if QUICK else 6  # phase 2 budget of every method
 FINE_TUNE_LR = 1e-4  # two_phase_fit's default
 BATCH_SIZE = 32
@@ -188,8 +187,8 @@ for task_name in TASKS:
         keras.utils.set_random_seed(seed)
         model = tl.add_head(source.copy_base(), len(data.class_names))
         tl.two_phase_fit(
-            model, x, y, head_epochs=HEAD_EPOCHS, fine_tune_epochs=0,
-            min_head_steps=MIN_HEAD_STEPS, seed=seed, **FIT,
+            model, x, y, head_epochs=HEAD_EPOCHS, fine_tune_epochs=0, seed=seed,
+            **FIT,
         )  # fmt: skip
         after_head = [keras.ops.convert_to_numpy(v) for v in model.variables]
         rows.append(
