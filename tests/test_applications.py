@@ -142,6 +142,63 @@ def test_restricted_reader_refuses_a_reduce_payload_from_pickle_dumps(tmp_path):
     assert tmp_path.is_dir()
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        # BUILD with slot state: tries setattr(FloatStorage, "dtype", ...).
+        b"ctorch\nFloatStorage\n(N}S'dtype'\nS'x'\nstb.",
+        # BUILD with a __dict__ update on the rebuild function's stand-in.
+        b"ctorch._utils\n_rebuild_tensor_v2\n(dS'function'\nS'x'\nsb.",
+    ],
+)
+def test_restricted_reader_stand_ins_cannot_be_modified(tmp_path, payload):
+    with pytest.raises(pickle.UnpicklingError):
+        load_legacy_state_dict(_legacy_file(tmp_path / "build.pth", payload))
+    # The shared stand-ins are intact: the real file still loads.
+    if _weights_installed():
+        state = load_legacy_state_dict(lite.locate_weights("efficientnet_lite0"))
+        assert state["_fc.weight"].shape == (1000, 1280)
+
+
+def test_restricted_reader_refuses_negative_strides(tmp_path):
+    storage = b"(S'storage'\nctorch\nFloatStorage\nS'0'\nS'cpu'\nI4\nNtQ"
+    tensor = (
+        b"ctorch._utils\n_rebuild_tensor_v2\n(" + storage + b"I0\n(I2\nt(I-1\ntI00\nNtR"
+    )
+    payload = b"(dS'w'\n" + tensor + b"s."
+    with pytest.raises(pickle.UnpicklingError, match="non-negative"):
+        load_legacy_state_dict(_legacy_file(tmp_path / "strides.pth", payload))
+
+
+_ONE_FLOAT = b"(S'storage'\nctorch\nFloatStorage\nS'0'\nS'cpu'\nI1\nNtQ"
+# After the state dict: the storage keys, then storage '0' (one float32).
+_STORAGE_0 = pickle.dumps(["0"], protocol=2) + (1).to_bytes(8, "little") + bytes(4)
+
+
+@pytest.mark.parametrize(
+    "payload, match",
+    [
+        # Strides 0: 10^10 elements over one float, a 37 GiB copy if allowed.
+        (
+            b"(dS'w'\nctorch._utils\n_rebuild_tensor_v2\n("
+            + _ONE_FLOAT
+            + b"I0\n(I100000\nI100000\nt(I0\nI0\ntI00\nNtRs."
+            + _STORAGE_0,
+            "more elements than its storage",
+        ),
+        (b"(S'storage'\nctorch\nFloatStorage\nS'0'\nS'cpu'\nI-1\nNtQ.", "storage size"),
+        (b"]" * 20_000 + b"a" * 19_999 + b"." + pickle.dumps([]), "RecursionError"),
+        (b"ctorch\nFloatStorage\n)R.", "TypeError"),  # calling a stand-in
+    ],
+    ids=["overlapping-strides", "negative-size", "deep-nesting", "call"],
+)
+def test_restricted_reader_turns_crafted_files_into_unpickling_errors(
+    tmp_path, payload, match
+):
+    with pytest.raises(pickle.UnpicklingError, match=match):
+        load_legacy_state_dict(_legacy_file(tmp_path / "crafted.pth", payload))
+
+
 def test_restricted_reader_names_zip_files_and_non_torch_files(tmp_path):
     zipped = tmp_path / "new.pth"
     zipped.write_bytes(b"PK\x03\x04rest")
