@@ -38,7 +38,7 @@ from keras import ops
 
 from tlrecipes import efficientnet_lite as lite
 from tlrecipes import torch_legacy
-from tlrecipes.safety import sha256_file, verify_checksum
+from tlrecipes.safety import safe_load_model, sha256_file, verify_checksum
 
 __all__ = [
     "KERAS_APPLICATIONS",
@@ -331,9 +331,9 @@ def _imagenet_lite(variant: str) -> keras.Model:
     spec = lite.VARIANTS[variant]
     path = cache_dir() / f"{variant}_imagenet_{spec.sha256[:12]}.keras"
     record = path.with_name(path.name + ".sha256")
-    if path.is_file() and record.is_file():
-        verify_checksum(path, record.read_text(encoding="ascii").strip())
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    if path.is_file() and record.is_file():  # checksum first, then safe_mode on
+        digest = record.read_text(encoding="ascii").strip()
+        return safe_load_model(path, digest, compile=False)
     source = lite.locate_weights(variant)
     verify_checksum(source, spec.sha256)  # before a byte of it is unpickled
     state_dict = torch_legacy.load_legacy_state_dict(source)
