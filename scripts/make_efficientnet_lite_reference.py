@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from efficientnet_lite_pytorch import EfficientNet
 
     from tlrecipes.efficientnet_lite import VARIANTS, locate_weights
-    from tlrecipes.safety import verify_checksum
+    from tlrecipes.safe_loading import verify_checksum
 
     spec = VARIANTS[args.variant]
     path = Path(args.pth) if args.pth else locate_weights(args.variant)

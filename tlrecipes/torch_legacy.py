@@ -334,7 +334,7 @@ def load_legacy_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     The file is read with `RestrictedUnpickler`, so nothing in it is executed,
     and torch does not need to be installed. Only the pre-1.6 (non-zip)
     format is read; check the file's SHA-256 before calling this
-    (`tlrecipes.safety.verify_checksum`) when it came from elsewhere.
+    (`tlrecipes.safe_loading.verify_checksum`) when it came from elsewhere.
 
     Args:
         path: The `.pth` file.
