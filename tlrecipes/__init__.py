@@ -33,6 +33,7 @@ __version__ = "0.2.0"
 #: Public name -> the module that defines it.
 _EXPORTS = {
     "add_head": "heads",
+    "application": "applications",
     "flat_layers": "freezing",
     "freeze": "freezing",
     "freeze_until": "freezing",
@@ -55,6 +56,7 @@ _EXPORTS = {
 
 __all__ = [
     "add_head",
+    "application",
     "flat_layers",
     "freeze",
     "freeze_until",
@@ -76,6 +78,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from tlrecipes.applications import application
     from tlrecipes.discriminative import layer_groups, lr_multipliers
     from tlrecipes.finetune import gradual_unfreeze_fit, surgical_fit
     from tlrecipes.freezing import (

@@ -164,8 +164,10 @@ def safe_load_model(
     if not path.is_file():
         raise FileNotFoundError(f"No model file at {str(path)!r}. Fix: check the path.")
     # `import tlrecipes` is lazy: register tlrecipes' own layers and schedules
-    # (RepeatChannels, OneCycle) with Keras before it looks them up.
+    # (RepeatChannels, ImagePreprocessing, OneCycle) with Keras before it
+    # looks them up.
     import tlrecipes.heads  # noqa: F401
+    import tlrecipes.image_preprocessing  # noqa: F401
     import tlrecipes.schedules  # noqa: F401
 
     if expected_sha256 is not None:
