@@ -175,3 +175,12 @@ def test_application_offline_error_gives_the_fix(monkeypatch):
     message = str(info.value)
     assert "VGG16" in message and "URL fetch failure" in message
     assert "weights=None" in message and "weights='/path/to/file.h5'" in message
+
+
+def test_every_application_name_is_a_keras_application():
+    """The name table matches Keras's spelling (ConvNeXtXLarge, not ...Xlarge)."""
+    from tlrecipes import backbones
+
+    for name, (constructor, module) in backbones._APPLICATIONS.items():
+        assert hasattr(keras.applications, constructor), name
+        assert hasattr(getattr(keras.applications, module), "preprocess_input"), name

@@ -48,8 +48,8 @@ _APPLICATIONS: dict[str, tuple[str, str]] = {
     "nasnetmobile": ("NASNetMobile", "nasnet"),
     "nasnetlarge": ("NASNetLarge", "nasnet"),
     **{
-        f"convnext{size}": (f"ConvNeXt{size.capitalize()}", "convnext")
-        for size in ("tiny", "small", "base", "large", "xlarge")
+        f"convnext{size.lower()}": (f"ConvNeXt{size}", "convnext")
+        for size in ("Tiny", "Small", "Base", "Large", "XLarge")
     },
 }
 
