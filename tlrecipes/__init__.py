@@ -20,7 +20,12 @@ from-scratch twin, the study, plots, advice, the `tlrecipes` command) is built
 on the kit; the kit never imports it.
 
 Names are imported on first use, so `import tlrecipes` is instant and needs
-no Keras backend until a helper is used.
+no Keras backend until a helper is used. One consequence: tlrecipes' own
+Keras classes (`RepeatChannels`, `OneCycle`, the ImageNet preprocessing layer)
+are registered with Keras when their module is imported. `tl.safe_load_model`
+imports them before loading; to load a saved model with
+`keras.saving.load_model` in a fresh process, `import tlrecipes.heads`,
+`tlrecipes.schedules` and `tlrecipes.image_preprocessing` first.
 """
 
 from __future__ import annotations
