@@ -8,7 +8,8 @@ import pytest
 
 from tests.helpers import assert_identical, tiny_data, tiny_model
 from tlrecipes import two_phase_fit
-from tlrecipes.schedules import LR_FIND_RULES, OneCycle, lr_find
+from tlrecipes.lr_finder import LR_FIND_RULES, lr_find
+from tlrecipes.schedules import OneCycle
 
 
 def _lr(schedule, step) -> float:
