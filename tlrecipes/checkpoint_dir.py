@@ -21,6 +21,7 @@ over with a warning.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -68,14 +69,15 @@ def _probe_writable(directory: Path, received: str) -> None:
     probe = directory / f"tmp-{uuid.uuid4().hex}.keras"
     try:
         fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        os.close(fd)
-        os.unlink(probe)
     except OSError as err:
         raise ValueError(
             "Received a `checkpoint_dir` that cannot be written, expected a "
             f"writable directory. Received: checkpoint_dir={received!r} ({err}). "
             "Fix: pass a directory you can write to, or change its permissions."
         ) from err
+    os.close(fd)
+    with contextlib.suppress(FileNotFoundError):  # a running save may delete it
+        os.unlink(probe)
 
 
 def check_directory(directory: str | os.PathLike) -> Path:
