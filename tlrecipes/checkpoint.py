@@ -13,6 +13,10 @@ rewritten after every epoch and at the end of each phase:
   settings, so a checkpoint is never resumed with other settings.
 - `best.keras` (with `keep_best`): the best model so far by a metric.
 
+The directory holds nothing else but a marker and a lock file
+(`tlrecipes.checkpoint_dir`); files are deleted only by their exact names
+(older `ckpt-<digits>.npz`, `tmp-<32 hex digits>-...` temporaries).
+
 **Why a kill at any instant leaves a consistent pair.** Each write goes to a
 temporary file in the same directory, is flushed and fsynced, and is then
 renamed over its final name with `os.replace`, which is atomic. The arrays
@@ -38,13 +42,12 @@ from typing import Any
 import keras
 import numpy as np
 
+from tlrecipes.checkpoint_dir import ARRAYS, BEST, STATE, is_temp_file
 from tlrecipes.safe_loading import ChecksumError, sha256_file
 
 __all__ = ["TrainingCheckpoint", "describe", "fingerprint"]
 
 FORMAT = 1
-STATE = "state.json"
-BEST = "best.keras"
 
 #: Test-only: `"<step>@<label>"` makes the process SIGKILL itself at that step
 #: of the write labelled `<label>` (e.g. `"arrays-temp@epoch-3"`), so the
@@ -289,11 +292,11 @@ class TrainingCheckpoint:
         }
         text = json.dumps(full, indent=1).encode()
         _write_atomic(self.directory / STATE, lambda f: f.write(text), "state", label)
-        for old in self.directory.glob("ckpt-*.npz"):
-            if old.name != name:
+        for old in self.directory.iterdir():
+            if old.name != name and ARRAYS.fullmatch(old.name):
                 old.unlink(missing_ok=True)
-        for tmp in self.directory.glob("tmp-*"):
-            tmp.unlink(missing_ok=True)
+            elif is_temp_file(old.name):
+                old.unlink(missing_ok=True)
 
     def save_best(self, model: keras.Model) -> Path:
         """Saves `model` to `best.keras` through a temporary file (atomic)."""

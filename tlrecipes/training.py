@@ -33,6 +33,7 @@ from tlrecipes.batches import fit_inputs
 from tlrecipes.cached_head import CachedHeadPhase, cached_head_phase
 from tlrecipes.callbacks import RunCallbacks, logged_metric_names, monitor_mode
 from tlrecipes.checkpoint import TrainingCheckpoint, describe
+from tlrecipes.checkpoint_dir import DirectoryLock, check_directory
 from tlrecipes.freezing import freeze_until, layer_index
 from tlrecipes.heads import base_bn_training, find_head_start, outputs_logits
 from tlrecipes.optimizers import make_optimizer, with_lr_multipliers
@@ -128,6 +129,9 @@ def two_phase_fit(
             order and dropout fixed by `(seed, epoch)`). Defaults to None.
         checkpoint_dir: Directory holding this run's checkpoint; the same call
             after an interruption resumes from it (see `tlrecipes.resume`).
+            It must be new, empty or hold only this run's files (tlrecipes
+            never deletes a file it did not write), and one run at a time
+            writes it (a lock file; see `tlrecipes.checkpoint_dir`).
             Defaults to None (no checkpoint).
         keep_best: A logged metric (`"val_accuracy"`), or `(metric, "min" |
             "max")`: the model of the best epoch is saved to
@@ -153,7 +157,9 @@ def two_phase_fit(
     Raises:
         ValueError: For bad arguments or data (labels outside the classes, a
             single class, wrong image shape or channels, NaN/Inf, x/y of
-            different lengths), or a checkpoint made by another run.
+            different lengths), a checkpoint made by another run, or a
+            `checkpoint_dir` that is a file, is not writable, holds files
+            tlrecipes did not write, or is being written by another run.
         NaNLossError: If the loss becomes NaN or Inf; the model then holds the
             weights of the last epoch with a finite loss.
 
@@ -176,28 +182,29 @@ def two_phase_fit(
         settings={"head_lr": head_lr, "fine_tune_lr": fine_tune_lr,
                   "optimizer": optimizer, "lr_multipliers": lr_multipliers},
     )  # fmt: skip
-    run = plan.start()
+    with plan.lock():  # checkpoint_dir: one writer at a time
+        run = plan.start()
 
-    # Phase 1: freeze everything before the head; train the head at head_lr.
-    if plan.head_epochs:
-        freeze_until(model, plan.head_start, train_bn=plan.train_bn)
-        cached = plan.cached_head()  # on features computed once, when valid
-        run.compile("head", _optimizer(model, optimizer, head_lr))
-        run.fit("head", plan.head_epochs, cached=cached)
+        # Phase 1: freeze everything before the head; train the head at head_lr.
+        if plan.head_epochs:
+            freeze_until(model, plan.head_start, train_bn=plan.train_bn)
+            cached = plan.cached_head()  # on features computed once, when valid
+            run.compile("head", _optimizer(model, optimizer, head_lr))
+            run.fit("head", plan.head_epochs, cached=cached)
 
-    # Phase 2: unfreeze from unfreeze_from (BatchNorm stays frozen), recompile
-    # at the low fine_tune_lr, continue the epoch numbering.
-    if plan.fine_tune_epochs:
-        freeze_until(model, plan.unfreeze_from, train_bn=plan.train_bn)
-        phase2 = _optimizer(model, optimizer, fine_tune_lr)
-        if lr_multipliers is not None:  # discriminative rates (optimizers.py)
-            phase2 = with_lr_multipliers(phase2, lr_multipliers)
-        run.compile("fine_tune", phase2)
-        run.fit("fine_tune", plan.fine_tune_epochs)
+        # Phase 2: unfreeze from unfreeze_from (BatchNorm stays frozen), recompile
+        # at the low fine_tune_lr, continue the epoch numbering.
+        if plan.fine_tune_epochs:
+            freeze_until(model, plan.unfreeze_from, train_bn=plan.train_bn)
+            phase2 = _optimizer(model, optimizer, fine_tune_lr)
+            if lr_multipliers is not None:  # discriminative rates (optimizers.py)
+                phase2 = with_lr_multipliers(phase2, lr_multipliers)
+            run.compile("fine_tune", phase2)
+            run.fit("fine_tune", plan.fine_tune_epochs)
 
-    result = run.finish({"head": head_lr, "fine_tune": fine_tune_lr})
-    result.features_cached = plan.cache is not None and plan.cache.used
-    result.feature_cache_note = plan.cache_note
+        result = run.finish({"head": head_lr, "fine_tune": fine_tune_lr})
+        result.features_cached = plan.cache is not None and plan.cache.used
+        result.feature_cache_note = plan.cache_note
     return result
 
 
@@ -279,6 +286,7 @@ class _Plan:
             None, keep, cache_features, dict(fit_kwargs),
         )  # fmt: skip
         if checkpoint_dir is not None:
+            check_directory(checkpoint_dir)  # a writable dir holding only ours
             plan.checkpoint = TrainingCheckpoint(
                 checkpoint_dir, describe(plan.settings(settings))
             )
@@ -302,6 +310,12 @@ class _Plan:
             "model": [[list(v.shape), str(v.dtype)] for v in self.model.variables],
             "backend": keras.backend.backend(),
         }
+
+    def lock(self) -> contextlib.AbstractContextManager:
+        """Holds `checkpoint_dir` for the run (no other run may write it)."""
+        if self.checkpoint is None:
+            return contextlib.nullcontext()
+        return DirectoryLock(self.checkpoint.directory)
 
     def start(self) -> Run:
         """The run, resumed from its checkpoint when there is one."""
