@@ -17,7 +17,9 @@ under 2 s.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--note", default="", help="saved with the result")
     parser.add_argument(
         "--out", default=None, help="default: benchmarks/results/cli_startup.json"
     )
@@ -73,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "cli_startup",
         "rounds": rounds,
         "target_seconds": TARGET_SECONDS,
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "date": datetime.date.today().isoformat(),
+        "note": args.note,
         "python": platform.python_version(),
         "commands": rows,
         "meets_target": all(
