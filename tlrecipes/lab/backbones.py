@@ -8,8 +8,9 @@ blocks" of one network into another (`transferability_by_layer`), freeze the
 first k blocks (`freeze_until(model, "block3_conv")`), or cut a network after
 block n (`cut_after_block`).
 
-The ImageNet-pretrained networks of `keras.applications` come from
-`tlrecipes.backbones.application`, with their `preprocess_input`.
+The ImageNet-pretrained networks (EfficientNet-Lite, offline, and
+`keras.applications`) come from `tlrecipes.application`, which puts their
+input scaling inside the model.
 """
 
 from __future__ import annotations

