@@ -196,3 +196,26 @@ def test_a_saved_grayscale_head_loads_in_a_fresh_process(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "loaded" in out.stdout
+
+
+@pytest.mark.multibackend
+def test_dropout_inside_the_base_is_active_during_fit():
+    """Keras 3 passes the outer training flag into the base despite training=False."""
+    base = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dropout(0.5)],
+        name="dropout_base",
+    )
+    model = add_head(base, 2, dropout=0.0)
+    x = np.ones((4, 4), "float32")
+
+    def out(training):
+        return keras.ops.convert_to_numpy(model(x, training=training))
+
+    assert not base.trainable
+    assert not np.allclose(out(True), out(True))  # base Dropout draws each call
+    np.testing.assert_array_equal(out(False), out(False))
+    # Feature caching notices it: the base's features are not fixed in training.
+    y = np.arange(4) % 2
+    history = two_phase_fit(model, x, y, head_epochs=1, fine_tune_epochs=0, verbose=0)
+    assert history.features_cached is False
+    assert "training mode" in history.feature_cache_note

@@ -124,6 +124,11 @@ def add_head(
 
     The base is called with `training=False` and returned **frozen**, ready for
     the first phase of transfer learning (train the head on frozen features).
+    In Keras 3 the outer model's training flag still reaches the base's
+    layers during `fit` (checked on tensorflow, jax and torch): frozen
+    BatchNorm runs in inference mode because it is frozen, but Dropout inside
+    the base (EfficientNet's stochastic depth, for one) is active while
+    training. Feature caching notices this and stays off.
     When the base outputs a feature map it is pooled to a vector. The last
     layer, `head_logits`, outputs logits (no softmax: see the module
     docstring) in float32, so the head stays stable under mixed precision;
@@ -222,9 +227,10 @@ def add_head(
         for layer in layers:
             x = layer(x)
     x = _match_base(x, base)
-    # training=False is the Keras guide's call. In Keras 3 it does not stop an
-    # *unfrozen* BatchNorm from updating (see freezing.py); keeping BatchNorm
-    # layers frozen is what does, and the helpers do that by default.
+    # training=False is the Keras guide's call. In Keras 3 the outer model's
+    # training flag overrides it: an *unfrozen* BatchNorm updates (see
+    # freezing.py; keeping BatchNorm frozen is what protects it, the helpers'
+    # default) and Dropout inside the base is active during fit.
     x = base(x) if bn_training else base(x, training=False)
     if len(x.shape) == 4:
         if pooling == "avg":
