@@ -34,3 +34,23 @@ def test_text_says_what_it_is_based_on_and_how_to_run_it():
 def test_bad_images_per_class(bad):
     with pytest.raises(ValueError, match="images_per_class"):
         advise(bad, similar=True)
+
+
+def test_the_earlier_block_command_fits_the_backbone():
+    from tlrecipes.lab.advice import earlier_cut
+
+    assert advise(10, False).command.endswith("--cut-at block4a_expand_conv")
+    assert advise(10, False, backbone="small_convnet").command.endswith(
+        "--cut-after-block 2"
+    )
+    assert earlier_cut("VGG16") == "--cut-after-block 2"
+    assert earlier_cut("efficientnetb0") == "--cut-at block4a_expand_conv"
+    assert earlier_cut("resnet50") == "--cut-at LAYER"
+    assert "--cut" not in advise(500, False).command
+
+
+def test_the_default_cut_is_a_layer_of_the_default_backbone():
+    import tlrecipes as tl
+
+    base = tl.application("efficientnet_lite0", weights=None, input_shape=(32, 32, 3))
+    assert "block4a_expand_conv" in [layer.name for layer in tl.flat_layers(base)]

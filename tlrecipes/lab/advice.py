@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Advice", "advise", "SMALL_MAX_PER_CLASS", "CASES"]
+__all__ = [
+    "Advice", "advise", "earlier_cut", "BLOCK_NAMED", "SMALL_MAX_PER_CLASS", "CASES"
+]
 
 #: Up to this many training images per class counts as "small" target data.
 #: Soekhoe et al. (2016) found transfer beats training from scratch below
@@ -71,9 +73,7 @@ _CODE = {
 
 _RECIPE = {
     "feature_extractor": "recipes/feature_extractor.py",
-    "earlier_block": "recipes/feature_extractor.py --cut-after-block 2",
-    # --cut-after-block needs block-named layers (small_convnet, VGG16/19);
-    # for other backbones pass --cut-at <layer name> instead.
+    "earlier_block": "recipes/feature_extractor.py",  # + earlier_cut(backbone)
     "two_phase": "recipes/two_phase_finetune.py",
     "fine_tune_all": "recipes/finetune_all.py",
 }
@@ -115,13 +115,47 @@ class Advice:
         )
 
 
-def advise(images_per_class: int, similar: bool) -> Advice:
+#: Backbones whose layers are named by block (`block<i>_...`).
+BLOCK_NAMED = ("small_convnet", "vgg16", "vgg19")
+
+
+def earlier_cut(backbone: str | None = None) -> str:
+    """The feature extractor recipe's flag that reads features from an earlier block.
+
+    Args:
+        backbone: The recipe's `--backbone`. Defaults to None: the recipes'
+            default, `efficientnet_lite0`.
+
+    Returns:
+        `--cut-after-block 2` for backbones named by block (`BLOCK_NAMED`),
+        `--cut-at block4a_expand_conv` (the start of the fourth of seven
+        stages) for EfficientNets, else `--cut-at LAYER`: a layer name of
+        the backbone to fill in (`tl.trainable_summary(base)` lists them).
+
+    Example:
+
+    >>> earlier_cut(), earlier_cut("small_convnet")
+    ('--cut-at block4a_expand_conv', '--cut-after-block 2')
+    """
+    name = (backbone or "efficientnet_lite0").lower().replace("-", "_")
+    if name in BLOCK_NAMED:
+        return "--cut-after-block 2"
+    if name.startswith("efficientnet"):
+        return "--cut-at block4a_expand_conv"
+    return "--cut-at LAYER"
+
+
+def advise(
+    images_per_class: int, similar: bool, backbone: str | None = None
+) -> Advice:
     """Recommends a transfer-learning recipe for a target dataset.
 
     Args:
         images_per_class: Training images per class in the target data.
         similar: Whether the target problem resembles the source problem
             (natural photos for ImageNet, clothing for a Fashion-MNIST source).
+        backbone: The backbone the recipe will use, for the earlier-block
+            command (see `earlier_cut`). Defaults to None: the recipes' default.
 
     Returns:
         An `Advice`; `print()` it.
@@ -158,5 +192,6 @@ def advise(images_per_class: int, similar: bool) -> Advice:
         tutorial_says=says,
         why=why,
         code=_CODE[strategy],
-        command=_RECIPE[strategy],
+        command=_RECIPE[strategy]
+        + (f" {earlier_cut(backbone)}" if strategy == "earlier_block" else ""),
     )

@@ -173,7 +173,7 @@ def _advise(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    advice = advise(n, args.similar)
+    advice = advise(n, args.similar, backbone=args.backbone)
     if args.data_dir:
         advice.command += f" --data-dir {args.data_dir}"
     if args.backbone:
