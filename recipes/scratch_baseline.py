@@ -58,6 +58,8 @@ It writes, in `--out` (default runs/scratch_baseline): `model.keras` (the
 transfer model) and `scratch_model.keras` (both take raw images with values in
 [0, 255], resized to `--image-size`), `metrics.json` and `learning_curve.png`
 (both curves), and prints where it saved each.
+If `--out` already holds any of these files it stops before reading data; pass a
+new `--out`, or `--overwrite` to replace them (other files there are kept).
 
 Needs `pip install tlrecipes tensorflow` (TensorFlow reads the image folder;
 set KERAS_BACKEND=jax or torch to train on another backend).
@@ -81,6 +83,7 @@ from tlrecipes.lab import (  # noqa: E402
     TrainConfig,
     build_base,
     check_image_folder,
+    check_out_folder,
     exit_on_value_error,
     first_batches,
     load_image_folder,
@@ -91,6 +94,7 @@ from tlrecipes.lab import (  # noqa: E402
 from tlrecipes.training import FINE_TUNE_LR, HEAD_LR  # noqa: E402
 
 RECIPE = "scratch_baseline"
+OUTPUTS = ("model.keras", "scratch_model.keras", "metrics.json", "learning_curve.png")
 QUICK_IMAGE_SIZE = 32  # --quick: tiny images, two epochs, a few batches
 QUICK_BATCHES = 3
 
@@ -242,6 +246,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--out", default=f"runs/{RECIPE}", help="output folder (default: %(default)s)"
     )
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the outputs of an earlier run in --out (without it, a "
+        "folder that already holds any of them is refused); other files stay",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="a smoke run: 1 epoch, tiny images, a few batches",
@@ -261,6 +271,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in ("epochs", "image_size", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")
+    try:  # before any data is read: an earlier run's outputs stay unless asked
+        check_out_folder(args.out, OUTPUTS, overwrite=args.overwrite)
+    except ValueError as err:
+        parser.exit(2, f"error: {err}\n")
     return args
 
 

@@ -45,6 +45,8 @@ It writes, in `--out` (default runs/tabular_transfer): `model.keras` (the
 transferred target model; it takes raw feature values), `source_model.keras`
 (when it trained one), `metrics.json` and `learning_curve.png` (transfer vs
 scratch), and prints where it saved each.
+If `--out` already holds any of these files it stops before reading data; pass a
+new `--out`, or `--overwrite` to replace them (other files there are kept).
 
 Needs `pip install tlrecipes` and a Keras backend (tensorflow, jax or torch).
 """
@@ -68,6 +70,7 @@ import numpy as np  # noqa: E402
 from tlrecipes import add_head, two_phase_fit, unfreeze  # noqa: E402
 from tlrecipes.lab import (  # noqa: E402
     TrainConfig,
+    check_out_folder,
     epochs_or_auto,
     exit_on_value_error,
     plot_transfer_vs_scratch,
@@ -78,6 +81,8 @@ from tlrecipes.lab import (  # noqa: E402
 from tlrecipes.training import FINE_TUNE_LR, HEAD_LR  # noqa: E402
 
 RECIPE = "tabular_transfer"
+# The files a run writes in --out (with --weights none, source_model.keras too).
+OUTPUTS = ("model.keras", "metrics.json", "learning_curve.png")
 TEST_FRACTION, VALIDATION_FRACTION = 0.2, 0.1
 QUICK_ROWS = 300  # --quick: the first rows of each CSV, one epoch per stage
 
@@ -282,6 +287,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--out", default=f"runs/{RECIPE}", help="output folder (default: %(default)s)"
     )
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the outputs of an earlier run in --out (without it, a "
+        "folder that already holds any of them is refused); other files stay",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="a smoke run: 1 epoch, tiny images, a few batches",
@@ -307,6 +318,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--hidden-units and --head-units take sizes such as 64,32")
     if not args.hidden_units or min(args.hidden_units + args.head_units) < 1:
         parser.error("--hidden-units needs at least one positive size")
+    outputs = [*OUTPUTS, "source_model.keras"] if args.weights == "none" else OUTPUTS
+    try:  # before any data is read: an earlier run's outputs stay unless asked
+        check_out_folder(args.out, outputs, overwrite=args.overwrite)
+    except ValueError as err:
+        parser.exit(2, f"error: {err}\n")
     return args
 
 

@@ -12,6 +12,7 @@ from tlrecipes.lab import (
     base_layer_name,
     build_base,
     check_image_folder,
+    check_out_folder,
     copy_base_weights,
     cut_base,
     epochs_or_auto,
@@ -63,6 +64,35 @@ def test_check_image_folder_rejects_bad_folders(tmp_path, classes, expected):
     with pytest.raises(ValueError) as err:
         check_image_folder(root)
     assert expected in one_line(err) and "data_dir=" in str(err.value)
+
+
+def test_check_out_folder_refuses_earlier_outputs_unless_overwrite(tmp_path):
+    files = ["model.keras", "metrics.json", "learning_curve.png"]
+    assert check_out_folder(tmp_path / "new" / "run", files) == []
+    assert not (tmp_path / "new").exists()  # nothing is created
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert check_out_folder(out, files) == []  # other files do not count
+    (out / "metrics.json").write_text("old")
+    (out / "model.keras").write_text("old")
+    with pytest.raises(ValueError) as err:
+        check_out_folder(out, files)
+    message = one_line(err)
+    assert f"out={str(out)!r}" in message
+    assert "already holds ['model.keras', 'metrics.json']" in message
+    assert "a new --out, or --overwrite" in message
+    replaced = check_out_folder(out, files, overwrite=True)
+    assert replaced == [out / "model.keras", out / "metrics.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "metrics.json",
+        "model.keras",
+        "notes.txt",
+    ]  # nothing deleted
+    assert (out / "metrics.json").read_text() == "old"
+    with pytest.raises(ValueError) as err:
+        check_out_folder(out / "notes.txt", files, overwrite=True)
+    assert "which is a file" in one_line(err)
 
 
 def test_check_image_folder_rejects_a_missing_folder(tmp_path):

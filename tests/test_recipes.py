@@ -82,6 +82,13 @@ def images(image_folder) -> np.ndarray:
     return np.stack([keras.utils.img_to_array(keras.utils.load_img(f)) for f in files])
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cwd(tmp_path, monkeypatch):
+    """Runs each test in its own folder: the default --out, runs/<recipe>, is
+    relative, and a checkout's own runs/ must not make a recipe refuse."""
+    monkeypatch.chdir(tmp_path)
+
+
 def run(name: str, *args: str) -> dict:
     return load_recipe(name).main(list(args))
 
@@ -462,6 +469,68 @@ def test_tabular_transfer_rejects_bad_tables(tables, tmp_path):
     one.write_text("a,b,c,d,species\n" + "1,2,3,4,p\n" * 10)
     with pytest.raises(SystemExit, match="1 class"):
         main([*args, "--target-csv", str(one)])
+
+
+# The file each recipe writes that the others do not, else a shared one.
+OWN_OUTPUT = {
+    "scratch_baseline": "scratch_model.keras",
+    "tabular_transfer": "source_model.keras",  # with --weights none
+}
+
+
+@pytest.mark.parametrize("recipe", RECIPE_NAMES)
+def test_recipes_refuse_an_out_folder_with_outputs_before_reading_data(
+    recipe, tmp_path, capsys
+):
+    main = load_recipe(recipe).main
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    earlier = OWN_OUTPUT.get(recipe, "learning_curve.png")
+    (out / earlier).write_text("earlier run")
+    missing = str(tmp_path / "missing")  # reading data would fail on it
+    if recipe == "tabular_transfer":
+        data = ["--source-csv", missing, "--target-csv", missing]
+    else:
+        data = ["--data-dir", missing, "--weights", "none", "--quick"]
+    with pytest.raises(SystemExit) as info:
+        main([*data, "--out", str(out)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert f"out={str(out)!r}" in err and f"already holds [{earlier!r}]" in err
+    assert "Fix: pass a new --out, or --overwrite" in err
+    assert (out / earlier).read_text() == "earlier run"
+    assert sorted(p.name for p in out.iterdir()) == sorted([earlier, "notes.txt"])
+    # --overwrite passes the check: the run goes on to read the data.
+    with pytest.raises(SystemExit, match="does not exist"):
+        main([*data, "--out", str(out), "--overwrite"])
+
+
+def test_overwrite_replaces_only_the_recipes_own_outputs(image_folder, tmp_path):
+    out = tmp_path / "out"
+    args = (
+        *("--data-dir", str(image_folder), "--backbone", "small_convnet"),
+        *("--weights", "none", "--quick", "--out", str(out)),
+    )
+    first = run("feature_extractor", *args)
+    (out / "notes.txt").write_text("mine")
+    model_bytes = (out / "model.keras").read_bytes()
+    with pytest.raises(SystemExit) as info:
+        run("feature_extractor", *args, "--seed", "1")
+    assert info.value.code == 2
+    assert (out / "model.keras").read_bytes() == model_bytes  # untouched
+    assert json.loads((out / "metrics.json").read_text())["seed"] == first["seed"] == 0
+    again = run("feature_extractor", *args, "--seed", "1", "--overwrite")
+    written = check_outputs(out, again, "feature_extractor")
+    assert written["seed"] == 1  # replaced
+    assert (out / "notes.txt").read_text() == "mine"  # other files stay
+    assert sorted(p.name for p in out.iterdir()) == [
+        "learning_curve.png",
+        "metrics.json",
+        "model.keras",
+        "notes.txt",
+    ]
 
 
 def test_a_recipe_runs_as_a_copied_script(image_folder, tmp_path):

@@ -49,6 +49,7 @@ _EXPORTS = {
     "to_backbone_input": "backbone_input",
     # what the recipes take in
     "check_image_folder": "recipe_inputs",
+    "check_out_folder": "recipe_inputs",
     "build_base": "recipe_inputs",
     "saved_base": "recipe_inputs",
     "copy_base_weights": "recipe_inputs",

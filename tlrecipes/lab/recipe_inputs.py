@@ -4,6 +4,7 @@ The scripts in `recipes/` share these steps, so they live here once instead
 of being copied into each script:
 
 - `check_image_folder`: the folder holds one subfolder of images per class;
+- `check_out_folder`: a run does not replace an earlier run's outputs unasked;
 - `build_base`: a base by name (an ImageNet backbone of `tlrecipes.application`,
   EfficientNet-Lite0 by default, or the lab's `small_convnet`), its weights
   from ImageNet, random, or the base inside a saved `.keras` model;
@@ -37,6 +38,7 @@ __all__ = [
     "base_layer_name",
     "build_base",
     "check_image_folder",
+    "check_out_folder",
     "copy_base_weights",
     "cut_base",
     "epochs_or_auto",
@@ -121,6 +123,56 @@ def check_image_folder(data_dir: str | os.PathLike) -> list[str]:
             "the other classes."
         )
     return classes
+
+
+def check_out_folder(
+    out: str | os.PathLike, files: list[str] | tuple[str, ...], overwrite: bool = False
+) -> list[Path]:
+    """Checks that writing `files` into `out` replaces nothing, unless asked to.
+
+    Recipes call it before reading data, so a rerun into the same folder stops at
+    once. It writes nothing; with `overwrite`, a recipe replaces only its `files`.
+
+    Args:
+        out: The output folder (it need not exist yet).
+        files: The names of the files the run will write into `out`.
+        overwrite: Whether those of `files` already in `out` may be replaced.
+            Defaults to False.
+
+    Returns:
+        The paths of the `files` already in `out` (to be replaced).
+
+    Raises:
+        ValueError: If `out` is a file, or holds any of `files` (unless `overwrite`).
+
+    Example:
+
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp())
+    >>> check_out_folder(out, ["model.keras", "metrics.json"])
+    []
+    >>> _ = (out / "metrics.json").write_text("{}")
+    >>> check_out_folder(out, ["model.keras", "metrics.json"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: ... already holds ['metrics.json']. Fix: ... --out, or --overwrite...
+    >>> [p.name for p in check_out_folder(out, ["metrics.json"], overwrite=True)]
+    ['metrics.json']
+    """
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(
+            "Received an invalid value for `out`, expected a folder. Received: "
+            f"out={str(out)!r}, which is a file. Fix: pass a new --out folder."
+        )
+    there = [name for name in files if (folder / name).exists()]
+    if there and not overwrite:
+        raise ValueError(
+            "Received an output folder holding an earlier run's outputs, expected "
+            f"one without {list(files)}. Received: out={str(out)!r}, which already "
+            f"holds {there}. Fix: pass a new --out, or --overwrite to replace those "
+            "files (other files there are kept)."
+        )
+    return [folder / name for name in there]
 
 
 def build_base(
