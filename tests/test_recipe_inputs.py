@@ -41,12 +41,16 @@ def one_line(err: pytest.ExceptionInfo) -> str:
 
 
 def test_check_image_folder_returns_the_classes_of_either_layout(tmp_path):
-    flat = touch_images(tmp_path / "flat", {"b": ["1.JPG"], "a": ["x/2.png"]})
+    flat = touch_images(
+        tmp_path / "flat", {"b": ["1.JPG", "2.jpeg"], "a": ["x/2.png", "3.bmp"]}
+    )
     assert check_image_folder(flat) == ["a", "b"]  # nested files, any case
+    # With a test/ folder nothing is held out of train/: 1 image per class is OK.
     touch_images(tmp_path / "split" / "train", {"x": ["1.png"], "y": ["2.gif"]})
     (tmp_path / "split" / "test").mkdir()
     assert check_image_folder(tmp_path / "split") == ["x", "y"]
-    hidden = touch_images(tmp_path / "hidden", {"a": ["1.png"], "b": ["2.png"]})
+    pairs = {"a": ["1.png", "2.png"], "b": ["2.png", "3.png"]}
+    hidden = touch_images(tmp_path / "hidden", pairs)
     (hidden / ".ipynb_checkpoints").mkdir()
     assert check_image_folder(str(hidden)) == ["a", "b"]
 
@@ -57,6 +61,17 @@ def test_check_image_folder_returns_the_classes_of_either_layout(tmp_path):
         ({"cat": ["notes.txt"], "dog": []}, "holds no images"),
         ({"cat": ["1.png"], "dog": ["readme.md"]}, "['dog']"),
         ({"cat": ["1.png", "2.png"]}, "1 class (cat)"),
+        # A class of one image would be held out whole, or never tested.
+        (
+            {"cat": ["1.png", "2.png"], "dog": ["1.png"], "fox": ["1.png", "2.png"]},
+            "class 'dog' has 1 image (minimum 2)",
+        ),
+        # Files keras does not read are named, never counted as 0 images.
+        (
+            {"cat": ["1.png", "2.png"], "dog": ["a.webp", "b.WEBP", "n.txt"]},
+            "folders ['dog'] in",
+        ),
+        ({"cat": ["1.webp"], "dog": ["2.webp"]}, "cat: ['.webp'], dog: ['.webp']"),
     ],
 )
 def test_check_image_folder_rejects_bad_folders(tmp_path, classes, expected):
@@ -64,6 +79,23 @@ def test_check_image_folder_rejects_bad_folders(tmp_path, classes, expected):
     with pytest.raises(ValueError) as err:
         check_image_folder(root)
     assert expected in one_line(err) and "data_dir=" in str(err.value)
+
+
+def test_check_image_folder_names_unread_suffixes_and_small_classes(tmp_path):
+    root = touch_images(
+        tmp_path / "webp", {"cat": ["1.png", "2.png"], "dog": ["a.webp", "n.txt"]}
+    )
+    with pytest.raises(ValueError) as err:
+        check_image_folder(root)
+    assert "(dog: ['.txt', '.webp'])" in one_line(err)
+    assert "convert other formats (.webp, .tiff, ...) to PNG or JPEG" in str(err.value)
+    # train/ without test/: the test images come from train/, so 2 per class.
+    touch_images(tmp_path / "t" / "train", {"x": ["1.png"], "y": ["1.png", "2.png"]})
+    with pytest.raises(ValueError) as err:
+        check_image_folder(tmp_path / "t")
+    message = one_line(err)
+    assert "'x' has 1 image" in message and "minimum 2" in message
+    assert "['x']" in message and "train/ and test/" in message
 
 
 def test_check_out_folder_refuses_earlier_outputs_unless_overwrite(tmp_path):

@@ -439,6 +439,20 @@ def test_image_recipes_reject_bad_folders_in_one_line(recipe, tmp_path):
     assert "holds no images" in error(tmp_path / "empty")
     one = write_image_folder(tmp_path / "one", classes=["cat"], per_class=2)
     assert "1 class" in error(one)
+    # A class of one image: refused before training, never silently untrained.
+    few = write_image_folder(tmp_path / "few", classes=["cat", "dog"], per_class=4)
+    write_image_folder(few, classes=["fox"], per_class=1)
+    message = error(few)
+    assert "class 'fox' has 1 image (minimum 2)" in message
+    assert not (tmp_path / "runs").exists()  # nothing was written
+    # A class of .webp files (keras reads none): named with its suffix.
+    webp = write_image_folder(tmp_path / "webp", classes=["cat", "dog"], per_class=4)
+    (webp / "fox").mkdir()
+    for i in range(3):
+        (webp / "fox" / f"{i}.webp").write_bytes(b"RIFF0000WEBPVP8 ")
+    message = error(webp)
+    assert "class folders ['fox']" in message and "(fox: ['.webp'])" in message
+    assert "PNG or JPEG" in message
 
 
 def test_image_recipes_reject_unknown_backbones_and_layers(image_folder):

@@ -57,8 +57,14 @@ IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 DEFAULT_IMAGE_SIZE = 128
 
 
-def _has_images(folder: Path) -> bool:
-    return any(f.suffix.lower() in IMAGE_SUFFIXES for f in folder.rglob("*"))
+def _found(folder: Path, names: list[str]) -> str:
+    """'cat: ['.webp'], dog: empty': the files in class folders without images."""
+
+    def suffixes(name: str) -> list[str]:
+        files = [f for f in (folder / name).rglob("*") if f.is_file()]
+        return sorted({f.suffix.lower() or f.name for f in files if f.name[0] != "."})
+
+    return ", ".join(f"{name}: {suffixes(name) or 'empty'}" for name in names)
 
 
 def check_image_folder(data_dir: str | os.PathLike) -> list[str]:
@@ -67,6 +73,9 @@ def check_image_folder(data_dir: str | os.PathLike) -> list[str]:
     The layout is the one `load_image_folder` reads: `data_dir/<class>/...`,
     or `data_dir/train/<class>/...` (then the classes are read from
     `train/`). Checking first gives one clear error before anything is built.
+    Only `IMAGE_SUFFIXES` files count (what Keras reads); a class folder of other
+    files (`.webp`, ...) is refused, naming their suffixes. Without `test/`, each
+    class needs 2 images or more: one to train on, one to hold out.
 
     Args:
         data_dir: The folder of class subfolders (or of `train/` and `test/`).
@@ -76,7 +85,8 @@ def check_image_folder(data_dir: str | os.PathLike) -> list[str]:
 
     Raises:
         ValueError: If the folder does not exist, holds no images, has a class
-            subfolder without images, or has fewer than 2 classes.
+            subfolder without images (naming the suffixes it holds), has fewer
+            than 2 classes, or, without `test/`, a class of fewer than 2 images.
 
     Example:
 
@@ -84,7 +94,7 @@ def check_image_folder(data_dir: str | os.PathLike) -> list[str]:
     >>> root = Path(tempfile.mkdtemp())
     >>> for name in ["dog", "cat"]:
     ...     (root / name).mkdir()
-    ...     _ = (root / name / "0.png").write_bytes(b"")
+    ...     _ = [(root / name / f"{i}.png").touch() for i in range(2)]
     >>> check_image_folder(root)
     ['cat', 'dog']
     """
@@ -96,24 +106,29 @@ def check_image_folder(data_dir: str | os.PathLike) -> list[str]:
             f"subfolder of images per class. Received: data_dir={str(data_dir)!r}, "
             f"which does not exist. {fix}"
         )
+    has_test = (root / "train").is_dir() and (root / "test").is_dir()
     if (root / "train").is_dir():  # the train/ + test/ layout
         root = root / "train"
-    classes = sorted(
-        d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
-    )
-    empty = [name for name in classes if not _has_images(root / name)]
+    counts = {
+        d.name: sum(f.suffix.lower() in IMAGE_SUFFIXES for f in d.rglob("*"))
+        for d in sorted(root.iterdir())
+        if d.is_dir() and not d.name.startswith(".")
+    }
+    classes, empty = list(counts), [name for name, n in counts.items() if not n]
+    convert = "convert other formats (.webp, .tiff, ...) to PNG or JPEG"
     if not classes or len(empty) == len(classes):
         raise ValueError(
             "Received an invalid value for `data_dir`, expected one subfolder per "
             f"class with {'/'.join(IMAGE_SUFFIXES)} files in it. Received: "
-            f"data_dir={str(data_dir)!r}, which holds no images. {fix}"
+            f"data_dir={str(data_dir)!r}, which holds no images (found: "
+            f"{_found(root, empty) or 'no class folders'}). {fix} Or {convert}."
         )
     if empty:
         raise ValueError(
             f"Received an invalid value for `data_dir`, expected images in every "
             f"class folder. Received: data_dir={str(data_dir)!r}, whose class "
-            f"folders {empty} in {root} hold no images. Fix: add images to them "
-            "or remove them."
+            f"folders {empty} in {root} hold no images ({_found(root, empty)}). "
+            f"Fix: add images to them, {convert}, or remove the folders."
         )
     if len(classes) < 2:
         raise ValueError(
@@ -121,6 +136,16 @@ def check_image_folder(data_dir: str | os.PathLike) -> list[str]:
             f"subfolders. Received: data_dir={str(data_dir)!r}, which has 1 class "
             f"({classes[0]}). Fix: a classifier needs a subfolder per class; add "
             "the other classes."
+        )
+    few = [name for name in classes if counts[name] < 2]
+    if few and not has_test:
+        raise ValueError(
+            "Received an invalid value for `data_dir`, expected at least 2 images "
+            "per class: without a test/ folder each class needs one to train on "
+            f"and one to hold out. Received: data_dir={str(data_dir)!r}, where "
+            + ", ".join(f"class {name!r} has {counts[name]} image" for name in few)
+            + f" (minimum 2). Fix: add images to {few}, remove them, or lay the "
+            "images out as train/ and test/."
         )
     return classes
 
