@@ -359,6 +359,17 @@ def read_csv(path: str, label_column: str, flag: str, max_rows: int | None):
     features = [column for column in columns if column != label_column]
     if not rows or not features:
         raise SystemExit(f"error: {flag} {path} has no rows or no feature columns.")
+    # Line numbers in the file: the header is line 1 (a blank label is not a class).
+    blank = [
+        i + 2 for i, row in enumerate(rows) if not (row[label_column] or "").strip()
+    ]
+    if blank:
+        raise SystemExit(
+            f"error: {flag} {path} has {len(blank)} row(s) with a blank "
+            f"{label_column!r} label, on line(s) {', '.join(map(str, blank[:5]))}"
+            f"{', ...' if len(blank) > 5 else ''}; fill in their labels or delete "
+            "those rows."
+        )
     x = np.empty((len(rows), len(features)), "float32")
     for i, row in enumerate(rows):
         for j, column in enumerate(features):

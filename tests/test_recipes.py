@@ -776,3 +776,24 @@ def test_a_recipe_killed_after_an_epoch_resumes_from_its_checkpoint(
     assert len(resumed["history"]["loss"]) == epochs
     assert json.loads((ckpt / "state.json").read_text())["status"] == "done"
     assert not list(ckpt.glob("tmp-*"))
+
+
+def test_tabular_transfer_refuses_blank_labels(tables, tmp_path):
+    main = load_recipe("tabular_transfer").main
+    args = ["--quick", "--source-csv", str(tables[0]), "--label-column", "species"]
+    # Blank labels are not a class '': refused with their line numbers.
+    blank = tmp_path / "blank.csv"
+    blank.write_text("a,b,c,d,species\n1,2,3,4,p\n1,2,3,4,\n1,2,3,4,q\n1,2,3,4, \n")
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--target-csv", str(blank)])
+    message = str(info.value)
+    assert message.startswith("error: --target-csv") and "\n" not in message
+    assert "2 row(s) with a blank 'species' label, on line(s) 3, 5;" in message
+    assert "fill in their labels or delete those rows" in message
+    many = tmp_path / "many.csv"
+    many.write_text("a,b,c,d,species\n" + "1,2,3,4,\n" * 7 + "1,2,3,4,p\n")
+    with pytest.raises(
+        SystemExit, match=r"7 row\(s\) .* line\(s\) 2, 3, 4, 5, 6, \.\.\."
+    ):
+        main([*args, "--target-csv", str(many)])
+    assert not (tmp_path / "runs").exists()
