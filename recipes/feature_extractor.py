@@ -9,14 +9,16 @@ When to use it: you have little data (tens to a few hundred images per class).
 If your images look like the backbone's source (everyday photos for ImageNet),
 use the whole base. If they look different (X-rays, spectrograms, satellite
 tiles), try features from an earlier, more general block (`--cut-after-block`
-or `--cut-at`) and compare with `recipes/scratch_baseline.py`.
+or `--cut-at`, with `--pooling flatten` so the head sees where each feature
+is) and compare with `recipes/scratch_baseline.py`.
 
 Run it on your own images (one subfolder per class; a `train/` and `test/`
 split is used when you have one, otherwise 20% of the images are held out as
 test and 10% of the rest as validation):
 
     python feature_extractor.py --data-dir path/to/images
-    python feature_extractor.py --data-dir xrays --cut-at block4a_expand_conv
+    python feature_extractor.py --data-dir xrays --cut-at block4a_expand_conv \\
+        --pooling flatten
     python feature_extractor.py --data-dir xrays --backbone small_convnet \\
         --weights runs/source/model.keras --cut-after-block 2
     python feature_extractor.py --data-dir path/to/images --quick   # smoke run
@@ -119,6 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
         data.num_classes,
         input_shape=data.image_shape,
         preprocessing=preprocessing,  # None, or small_convnet's 1/255
+        pooling=args.pooling,
     )
     print(trainable_summary(model))
 
@@ -204,6 +207,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="use the features of this base layer (any backbone)",
     )
     parser.add_argument(
+        "--pooling",
+        choices=("avg", "max", "flatten"),
+        default="avg",
+        help="how the base's feature map becomes the head's input (default: "
+        "%(default)s); flatten keeps where each feature is, which an earlier "
+        "block's small map may need (the study's earlier_block arm flattens)",
+    )
+    parser.add_argument(
         "--out", default=f"runs/{RECIPE}", help="output folder (default: %(default)s)"
     )
     parser.add_argument(
@@ -272,6 +283,7 @@ def save_outputs(args, model, history, data, test_scores, seconds: float) -> dic
         "backbone": args.backbone,
         "weights": args.weights,
         "cut": args.cut_at or args.cut_after_block,
+        "pooling": args.pooling,
         "image_size": args.image_size,
         "batch_size": args.batch_size,
         "head_lr": args.head_lr,

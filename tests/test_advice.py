@@ -39,10 +39,13 @@ def test_bad_images_per_class(bad):
 def test_the_earlier_block_command_fits_the_backbone():
     from tlrecipes.lab.advice import earlier_cut
 
-    assert advise(10, False).command.endswith("--cut-at block4a_expand_conv")
-    assert advise(10, False, backbone="small_convnet").command.endswith(
-        "--cut-after-block 2"
+    assert advise(10, False).command.endswith(
+        "--cut-at block4a_expand_conv --pooling flatten"
     )
+    assert advise(10, False, backbone="small_convnet").command.endswith(
+        "--cut-after-block 2 --pooling flatten"
+    )
+    assert 'pooling="flatten"' in advise(10, False).code
     assert earlier_cut("VGG16") == "--cut-after-block 2"
     assert earlier_cut("efficientnetb0") == "--cut-at block4a_expand_conv"
     assert earlier_cut("resnet50") == "--cut-at LAYER"

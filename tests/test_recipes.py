@@ -133,20 +133,22 @@ def test_feature_extractor_trains_only_the_head_on_an_earlier_block(
         "feature_extractor",
         *("--data-dir", str(image_folder), "--backbone", "small_convnet"),
         *("--weights", "none", "--cut-after-block", "2", "--quick"),
-        *("--out", str(out)),
+        *("--pooling", "flatten", "--out", str(out)),
     )
     metrics = check_outputs(out, metrics, "feature_extractor")
     check_image_metrics(metrics, epochs=1)
-    assert metrics["cut"] == 2
+    assert metrics["cut"] == 2 and metrics["pooling"] == "flatten"
     # The base is frozen and the folder pipeline has no augmentation: the
     # head trained on features computed once.
     assert metrics["features_cached"] is True and metrics["precision"] == "float32"
-    # Only the head trains: pooled 64 block-2 channels -> 3 classes.
-    assert metrics["trainable_params"] == 64 * 3 + 3
     model = check_predicts(out / "model.keras", images, len(CLASSES))
     base = find_base(model)
     assert base.output_shape[-1] == 64  # block 2 of small_convnet (width 32)
     assert "block3_conv" not in [layer.name for layer in base.layers]
+    # Only the head trains: the flattened block-2 map -> 3 classes.
+    features = int(np.prod(base.output_shape[1:]))
+    assert features > 64  # the map was flattened, not pooled to 64 channels
+    assert metrics["trainable_params"] == features * 3 + 3
 
 
 def test_feature_extractor_mixed_precision_without_the_feature_cache(

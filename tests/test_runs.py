@@ -1,5 +1,6 @@
 """Single runs: the step budget; each strategy freezes and trains what it says."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -113,3 +114,17 @@ def test_earlier_block_reads_a_frozen_middle_block():
         ):
             np.testing.assert_array_equal(got, want)
     assert metrics["steps"] == 2
+    # The block's 2x2x4 map is flattened into the head, not averaged away.
+    assert any(isinstance(layer, keras.layers.Flatten) for layer in model.layers)
+
+
+def test_earlier_block_avg_pools_the_same_block():
+    base = small_convnet((8, 8, 1), blocks=3, width=4)
+    config = TrainConfig(epochs=1, min_steps=0)
+    _, model = train_run(
+        base, _tiny_splits(), config, 0, strategy="earlier_block_avg"
+    )
+    assert find_base(model).output_shape == base.get_layer("block2_pool").output.shape
+    types = [type(layer) for layer in model.layers]
+    assert keras.layers.GlobalAveragePooling2D in types
+    assert keras.layers.Flatten not in types

@@ -58,7 +58,7 @@ _CODE = {
     ),
     "earlier_block": (
         "early = lab.cut_after_block(base, 2)  # or base up to an earlier layer\n"
-        "model = tl.add_head(early, num_classes)\n"
+        "model = tl.add_head(early, num_classes, pooling=\"flatten\")\n"
         "tl.two_phase_fit(model, x, y, head_epochs=20, fine_tune_epochs=0)"
     ),
     "two_phase": (
@@ -193,5 +193,9 @@ def advise(
         why=why,
         code=_CODE[strategy],
         command=_RECIPE[strategy]
-        + (f" {earlier_cut(backbone)}" if strategy == "earlier_block" else ""),
+        + (
+            f" {earlier_cut(backbone)} --pooling flatten"
+            if strategy == "earlier_block"
+            else ""
+        ),
     )

@@ -52,8 +52,10 @@ __all__ = [
 #: Strategies of `size_sweep` besides `"freeze_<k>"` (first k blocks frozen).
 STRATEGIES = ("scratch", "feature_extractor", "two_phase", "fine_tune_all")
 #: Strategies `size_sweep` also accepts but does not run by default:
-#: `"earlier_block"` (a frozen base cut after an earlier block, with a new
-#: head; `"earlier_block_<k>"` picks block k) and `"keras_guide"` (the Keras
+#: `"earlier_block"` (a frozen base cut after an earlier block, its feature
+#: map flattened into a new head; `"earlier_block_<k>"` picks block k, and an
+#: `_avg` suffix, e.g. `"earlier_block_avg"`, pools the map with global
+#: averaging instead, to compare the two) and `"keras_guide"` (the Keras
 #: transfer-learning guide's recipe as written, counted in epochs; see
 #: `KERAS_GUIDE`; `"keras_guide_<e1>_<e2>"` changes its epochs).
 EXTRA_STRATEGIES = ("earlier_block", "keras_guide")
@@ -94,12 +96,12 @@ def _block_start(model: keras.Model, block: int, blocks: int) -> int:
 
 
 def _earlier_block(strategy: str, blocks: int) -> int | None:
-    """The cut of `"earlier_block[_<k>]"` (None if not one, or out of range).
+    """The cut of `"earlier_block[_<k>][_avg]"` (None if not one, or out of range).
 
     By default the middle block, ceil(blocks / 2), and always before the last
     block: block 2 of `small_convnet`'s 3 (7x7x64 features), block 1 of 2.
     """
-    match = re.fullmatch(r"earlier_block(?:_(\d+))?", strategy)
+    match = re.fullmatch(r"earlier_block(?:_(\d+))?(?:_avg)?", strategy)
     if not match:
         return None
     k = int(match.group(1)) if match.group(1) else min(blocks - 1, -(-blocks // 2))
@@ -133,7 +135,8 @@ def check_strategy(strategy: str, blocks: int) -> None:
     raise ValueError(
         f"Unknown strategy. Received: strategy={strategy!r}. Expected one of "
         f"{known} (freeze_<k> freezes the first k of the base's {blocks} blocks; "
-        f"earlier_block_<k> reads features after block k < {blocks}; "
+        f"earlier_block_<k> reads features after block k < {blocks}, flattened, "
+        "or pooled with an _avg suffix; "
         "keras_guide_<e1>_<e2> runs the Keras guide with e1 + e2 epochs)."
         + (f" Did you mean {close}?" if close else "")
     )
@@ -183,6 +186,9 @@ def train_run(
         cut_after_block(base, cut) if cut else base,
         splits.num_classes,
         dropout=KERAS_GUIDE["dropout"] if guide else config.dropout,
+        # An earlier block's map keeps where each feature is: flattened, the
+        # head can use it; global averaging throws it away (`_avg` to compare).
+        pooling="flatten" if cut and not strategy.endswith("_avg") else "avg",
         # The guide calls base(x, training=False); elsewhere the base is called
         # without it, so the layers' trainable flags decide BatchNorm's mode.
         bn_training=not guide,

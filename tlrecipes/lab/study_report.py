@@ -245,7 +245,8 @@ def write_report(result: StudyResult, plan: dict[str, Any]) -> list[Path]:
         f"then fine-tunes at {config['fine_tune_lr']}. BatchNorm layers with source "
         "statistics stay frozen.",
         "- `earlier_block`: the source base cut after block 2 of 3 (7x7x64 "
-        "features), frozen, new head (`cut_after_block`).",
+        "features), frozen, its map flattened into a new head (`cut_after_block`, "
+        "`add_head(pooling=\"flatten\")`; `earlier_block_avg` pools it instead).",
         f"- `keras_guide`: the Keras transfer-learning guide's recipe as written "
         f"(keras.io/guides/transfer_learning): base called with `training=False`, "
         f"GlobalAveragePooling -> Dropout({KERAS_GUIDE['dropout']}) -> Dense; "
