@@ -54,7 +54,10 @@ def test_advise_counts_the_smallest_class_of_a_folder(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert f"Counted 7 images in the smallest class of {tmp_path}" in out
-    assert f"--cut-after-block 2 --data-dir {tmp_path} --backbone small_convnet" in out
+    assert (
+        f"--cut-after-block 2 --pooling flatten --data-dir {tmp_path} "
+        "--backbone small_convnet"
+    ) in out
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,10 @@ from tests.experiment_helpers import (
     weights,
 )
 from tlrecipes.heads import find_base
-from tlrecipes.lab.array_splits import as_array_splits
+from tlrecipes.lab.array_splits import as_array_splits, target_splits
 from tlrecipes.lab.backbones import small_convnet
 from tlrecipes.lab.configs import TrainConfig
+from tlrecipes.lab.evaluation import accuracy_of
 from tlrecipes.lab.runs import KERAS_GUIDE, step_budget, train_run
 
 
@@ -128,3 +129,52 @@ def test_earlier_block_avg_pools_the_same_block():
     types = [type(layer) for layer in model.layers]
     assert keras.layers.GlobalAveragePooling2D in types
     assert keras.layers.Flatten not in types
+
+
+def _splits_with_validation(val_per_class=4, n_per_class=6, classes=3):
+    rng = np.random.default_rng(1)
+    pool = np.repeat(np.arange(classes), 20)
+    x = rng.normal(size=(len(pool), 8, 8, 1)).astype("float32")
+    x += pool[:, None, None, None]
+    y_test = np.arange(30) % classes
+    x_test = rng.normal(size=(30, 8, 8, 1)).astype("float32")
+    x_test += y_test[:, None, None, None]
+    full = as_array_splits((x, pool, x_test, y_test), "target")
+    return target_splits(full, n_per_class, 0, val_per_class)
+
+
+def test_validation_is_disjoint_from_training_and_the_same_for_every_size():
+    small = _splits_with_validation(n_per_class=3)
+    large = _splits_with_validation(n_per_class=10)
+    assert len(small.x_val) == len(large.x_val) == 12
+    np.testing.assert_array_equal(small.x_val, large.x_val)
+    assert np.bincount(small.y_val).tolist() == [4, 4, 4]
+    assert np.bincount(large.y_train).tolist() == [10, 10, 10]
+    val_rows = {row.tobytes() for row in large.x_val}
+    assert not val_rows & {row.tobytes() for row in large.x_train}
+    assert large.identity["val_per_class"] == 4
+
+
+@pytest.mark.parametrize("strategy", ["scratch", "two_phase"])
+def test_with_validation_the_run_ends_on_its_best_validation_point(strategy):
+    splits = _splits_with_validation()
+    base = small_convnet((8, 8, 1), blocks=2, width=4)
+    config = TrainConfig(epochs=6, min_steps=0, batch_size=8, curve_points=6)
+    metrics, model = train_run(base, splits, config, 0, strategy=strategy)
+    assert metrics["selected_on"] == "validation"
+    assert metrics["n_val"] == 12 and len(metrics["curve_accuracy"]) == 6
+    # The curve is read on validation; the model kept is its best point.
+    assert metrics["val_accuracy"] == max(metrics["curve_accuracy"])
+    best = metrics["curve_accuracy"].index(metrics["val_accuracy"])
+    assert metrics["best_step"] == metrics["curve_steps"][best]
+    assert accuracy_of(model, splits.x_val, splits.y_val) == metrics["val_accuracy"]
+    # Test is read once, on that model.
+    assert metrics["accuracy"] == accuracy_of(model, splits.x_test, splits.y_test)
+
+
+def test_without_validation_the_score_is_the_last_test_point():
+    config = TrainConfig(epochs=2, min_steps=0, curve_points=2)
+    base = small_convnet((8, 8, 1), blocks=2, width=4)
+    metrics, _ = train_run(base, _tiny_splits(), config, 0, strategy="scratch")
+    assert metrics["selected_on"] == "last test point"
+    assert metrics["accuracy"] == metrics["curve_accuracy"][-1]

@@ -56,6 +56,14 @@ def test_cli_study_end_to_end(tmp_path, trainings, capsys):
     )
     assert (out / "gain_over_scratch.png").stat().st_size > 0
     assert "Test accuracy in %" in capsys.readouterr().out
+    # The protocol: each run kept its best validation point, test read once.
+    assert all(r["selected_on"] == "validation" and r["n_val"] == 25 for r in rows)
+    assert case["selected_on"] == "validation"
+    # Provenance, taken before training: commit (or its absence), backend.
+    record = summary["plan"]["provenance"]
+    assert {"commit", "dirty", "backend", "versions", "settings"} <= set(record)
+    assert record["settings"]["config"]["val_per_class"] == 5
+    assert "- Made by: " in report
 
 
 def test_rerun_reuses_finished_runs(tmp_path, trainings):
@@ -86,7 +94,7 @@ def test_rerun_reuses_finished_runs(tmp_path, trainings):
     [
         (["--task", "fashion_a_to_c"], "unknown task 'fashion_a_to_c'"),
         (["--task", "imagenet_to_flowers"], "Fix: --task one of"),
-        (["--sizes", "100000"], "Fix: --sizes up to 6000"),
+        (["--sizes", "100000"], "Fix: --sizes up to 5995"),
         (["--strategies", "finetune_all"], "Fix: --strategies a comma-separated"),
     ],
 )
@@ -113,3 +121,44 @@ def test_bad_study_values_exit_2(capsys, args, expected):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
     assert expected in err and err.count("\n") == 1
+
+
+def _row(strategy, seed, test, val):
+    return {
+        "task": "fashion_a_to_b",
+        "n_per_class": 10,
+        "strategy": strategy,
+        "seed": seed,
+        "accuracy": test,
+        "val_accuracy": val,
+        "steps": 200,
+        "epochs": 20,
+        "seconds": 1.0,
+        "curve_steps": [200],
+        "curve_accuracy": [val],
+    }
+
+
+def test_the_study_picks_on_validation_and_measures_on_test():
+    from tlrecipes.lab.study_summary import summarise, verdict
+
+    seeds = range(5)
+    rows = [
+        # two_phase: best on validation, worse on test than the advised arm.
+        *[_row("two_phase", s, 0.70 + 0.001 * s, 0.95) for s in seeds],
+        *[_row("feature_extractor", s, 0.80 + 0.002 * s, 0.90) for s in seeds],
+        *[_row("scratch", s, 0.60 + 0.01 * (s % 2), 0.50) for s in seeds],
+    ]
+    plan = {"tasks": ["fashion_a_to_b"], "sizes": [10], "seeds": list(seeds)}
+    (case,) = summarise(rows, plan)
+    # Picked on validation, although feature_extractor is better on test.
+    assert case["best"] == "two_phase" and case["selected_on"] == "validation"
+    assert case["advised"] == ["feature_extractor"] and not case["agrees"]
+    (c,) = case["comparisons"]
+    assert c["advised"] == "feature_extractor" and c["verdict"] == "behind"
+    assert c["high"] < 0 and c["n"] == 5
+    assert "-> behind" in verdict(case)
+    # Gains over scratch: one Bonferroni family of the 2 transfer arms.
+    fe = case["strategies"]["feature_extractor"]["vs_scratch"]
+    assert fe["comparisons"] == 2 and fe["verdict"] == "ahead"
+    assert fe["mean"] == pytest.approx(0.204 - 0.004, abs=1e-9)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from tlrecipes.lab.fingerprints import fingerprint
-from tlrecipes.lab.sampling import sample_indices_per_class
+from tlrecipes.lab.sampling import sample_indices_per_class, train_val_split
 
 __all__ = [
     "ArraySplits",
@@ -30,7 +30,12 @@ __all__ = [
 
 @dataclass
 class ArraySplits:
-    """Train/test arrays ready for Keras: float32 images with a channel axis."""
+    """Train/(validation/)test arrays for Keras: float32 images with a channel axis.
+
+    `x_val` / `y_val`, when present, are carved from the training pool,
+    disjoint from `x_train`: every choice (best epoch, strategy, depth) is
+    made on them, and the test split is read once per final model.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -38,6 +43,8 @@ class ArraySplits:
     y_test: np.ndarray
     class_names: list[str]
     identity: dict[str, Any]
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
     @property
     def num_classes(self) -> int:
@@ -102,6 +109,10 @@ def as_array_splits(data: Any, name: str, task_name: str | None = None) -> Array
     )
     y_train = _labels(y_train, len(x_train), f"{name}.y_train")
     y_test = _labels(y_test, len(x_test), f"{name}.y_test")
+    x_val = y_val = None
+    if getattr(data, "x_val", None) is not None:
+        x_val = _images(data.x_val, f"{name}.x_val")
+        y_val = _labels(data.y_val, len(x_val), f"{name}.y_val")
     if x_train.shape[1:] != x_test.shape[1:]:
         raise ValueError(
             f"Train and test images of `{name}` differ in shape: "
@@ -116,7 +127,9 @@ def as_array_splits(data: Any, name: str, task_name: str | None = None) -> Array
             f"`{name}` has labels up to {k - 1} but only {len(class_names)} "
             "class names. Fix: relabel the classes to 0..k-1."
         )
-    return ArraySplits(x_train, y_train, x_test, y_test, class_names, identity)
+    return ArraySplits(
+        x_train, y_train, x_test, y_test, class_names, identity, x_val, y_val
+    )
 
 
 def _get_task(name: str) -> Any:
@@ -175,28 +188,50 @@ def target_identity(target: Any) -> dict[str, Any]:
     return identity
 
 
-def target_splits(target: Any, n_per_class: int | None, seed: int) -> ArraySplits:
-    """The target training set (n per class, or all of it) and the test set."""
+def target_splits(
+    target: Any, n_per_class: int | None, seed: int, val_per_class: int = 0
+) -> ArraySplits:
+    """The target training set (n per class, or all of it), validation and test.
+
+    With `val_per_class`, that many images per class are drawn first from the
+    training pool, with the seed alone (the same for every `n_per_class`), and
+    the training images are sampled from the rest: validation and training
+    never share an image. The test split is the full one, untouched.
+    """
     if not isinstance(target, ArraySplits):  # a task
         name = _task_name(target)
         if n_per_class is None:
-            if not hasattr(target, "target_data"):
+            if not hasattr(target, "target_data") or val_per_class:
                 raise ValueError(
-                    f"Task {name!r} has no `target_data()`. Fix: pass "
-                    "n_per_class=<images per class>."
+                    f"Task {name!r}: a validation split needs a number of training "
+                    "images per class. Fix: pass n_per_class=<images per class>."
                 )
             data = target.target_data()
         else:
-            data = target.target_subset(n_per_class=n_per_class, seed=seed)
+            data = target.target_subset(
+                n_per_class=n_per_class, seed=seed, val_per_class=val_per_class
+            )
         return as_array_splits(data, "target", task_name=name)
-    if n_per_class is None:
+    if n_per_class is None and not val_per_class:
         return target
-    idx = sample_indices_per_class(target.y_train, n_per_class, seed)
+    x, y, x_val, y_val = target.x_train, target.y_train, target.x_val, target.y_val
+    if val_per_class:
+        x, y, x_val, y_val = train_val_split(x, y, val_per_class, seed=seed)
+    if n_per_class is not None:
+        idx = sample_indices_per_class(y, n_per_class, seed)
+        x, y = x[idx], y[idx]
     return ArraySplits(
-        target.x_train[idx],
-        target.y_train[idx],
+        x,
+        y,
         target.x_test,
         target.y_test,
         target.class_names,
-        {**target.identity, "n_per_class": n_per_class, "seed": seed},
+        {
+            **target.identity,
+            "n_per_class": n_per_class,
+            "seed": seed,
+            **({"val_per_class": val_per_class} if val_per_class else {}),
+        },
+        x_val,
+        y_val,
     )

@@ -88,7 +88,14 @@ class TrainConfig:
         optimizer: Keras optimizer name. Defaults to `"adam"`.
         dropout: Dropout rate of the new head. Defaults to 0.2.
         curve_points: Points of each learning curve, evenly spaced over the
-            run; each costs one pass over the test set. Defaults to 10.
+            run; each costs one pass over the evaluation set. Defaults to 10.
+        val_per_class: Validation images per class, drawn from the target's
+            training pool and disjoint from the training images. With them,
+            the learning curve is read on validation, the run's final model
+            is its best-validation point (ties go to the earliest), and the
+            test split is read once, on that model. Defaults to 0: no
+            validation, the curve is read on test and the run's score is
+            its last point (the protocol before validation splits).
     """
 
     epochs: int = 10
@@ -101,6 +108,7 @@ class TrainConfig:
     optimizer: str = "adam"
     dropout: float = 0.2
     curve_points: int = 10
+    val_per_class: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the configuration as a plain dict (JSON-ready)."""

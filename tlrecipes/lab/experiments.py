@@ -455,7 +455,9 @@ def transferability_by_layer(
 
     def train_base_b(seed: int) -> tuple[dict[str, Any], keras.Model]:
         if seed not in base_b:
-            splits = target_splits(target, n_per_class, seed)
+            splits = target_splits(
+                target, n_per_class, seed, base_b_config.val_per_class
+            )
             check_input_shape(base_a, splits)
             metrics, model = train_run(
                 base_a, splits, base_b_config, seed, strategy="scratch"
@@ -466,7 +468,7 @@ def transferability_by_layer(
     def variant_run(variant: str, n: int, seed: int) -> Callable[[], dict[str, Any]]:
         def run() -> dict[str, Any]:
             source = base_a if variant.startswith("A") else train_base_b(seed)[1]
-            splits = target_splits(target, n_per_class, seed)
+            splits = target_splits(target, n_per_class, seed, config.val_per_class)
             check_input_shape(base_a, splits)
             metrics, _ = train_run(
                 source,

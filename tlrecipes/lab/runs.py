@@ -26,7 +26,7 @@ from tlrecipes.heads import add_head, find_base, find_head_start
 from tlrecipes.lab.array_splits import ArraySplits, target_splits
 from tlrecipes.lab.backbones import block_names, cut_after_block
 from tlrecipes.lab.configs import TrainConfig
-from tlrecipes.lab.evaluation import LearningCurve
+from tlrecipes.lab.evaluation import LearningCurve, accuracy_of
 from tlrecipes.lab.model_copies import fresh_copy
 from tlrecipes.lab.results import ResultStore
 from tlrecipes.optimizers import make_optimizer
@@ -204,8 +204,16 @@ def train_run(
         eval_epochs = sorted(
             {max(1, round(k * epochs / points)) for k in range(1, points + 1)}
         )
+    # The protocol: with a validation split the curve is read on it, the best
+    # point's weights are kept, and test is read once, on them (below).
+    validation = splits.x_val is not None
     curve = LearningCurve(
-        splits.x_test, splits.y_test, eval_epochs, steps_per_epoch, batch_size
+        splits.x_val if validation else splits.x_test,
+        splits.y_val if validation else splits.y_test,
+        eval_epochs,
+        steps_per_epoch,
+        batch_size,
+        keep_best=validation,
     )
     fit = {"batch_size": batch_size, "verbose": 0, "callbacks": [curve]}
     start = time.perf_counter()
@@ -249,8 +257,22 @@ def train_run(
         _compile(model, config, config.learning_rate if base_trains else config.head_lr)
         history = model.fit(splits.x_train, splits.y_train, epochs=epochs, **fit)
     seconds = time.perf_counter() - start
+    selection = {"selected_on": "last test point"}
+    if validation:
+        model.set_weights(curve.best_weights)
+        selection = {
+            "selected_on": "validation",
+            "val_accuracy": curve.best_accuracy,
+            "best_step": curve.best_step,
+            "n_val": len(splits.x_val),
+        }
     metrics = {
-        "accuracy": curve.accuracy[-1],
+        "accuracy": (
+            accuracy_of(model, splits.x_test, splits.y_test, batch_size)
+            if validation
+            else curve.accuracy[-1]
+        ),
+        **selection,
         "train_accuracy": round(float(history.history["accuracy"][-1]), 6),
         "steps": epochs * steps_per_epoch,
         "epochs": epochs,
@@ -344,7 +366,7 @@ def deferred_run(
     """A function that samples the target and trains one run when called."""
 
     def run() -> dict[str, Any]:
-        splits = target_splits(target, n, seed)
+        splits = target_splits(target, n, seed, config.val_per_class)
         check_input_shape(base, splits)
         metrics, _ = train_run(base, splits, config, seed, **kwargs)
         return metrics

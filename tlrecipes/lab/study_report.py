@@ -13,13 +13,14 @@ from typing import Any
 
 import numpy as np
 
+from tlrecipes.lab.record import header_line
 from tlrecipes.lab.study_figures import write_figures
 from tlrecipes.lab.study_summary import (
     advised_cell,
     best_cell,
     case_name,
+    gain_text,
     percent_text,
-    signed_text,
     verdict,
 )
 
@@ -111,7 +112,7 @@ def _strategy_table(case: dict[str, Any]) -> list[str]:
     for name, s in order:
         mark = " (advised)" if name in case["advised"] else ""
         best = "**" if name == case["best"] else ""
-        gain = "—" if name == "scratch" else signed_text(s["gain_mean"], s["gain_std"])
+        gain = "—" if name == "scratch" else gain_text(s)
         lines.append(
             f"| {best}{name}{best}{mark} "
             f"| {percent_text(s['accuracy_mean'], s['accuracy_std'])} "
@@ -162,7 +163,19 @@ def write_report(result: StudyResult, plan: dict[str, Any]) -> list[Path]:
         f"test split, in %, mean ± standard deviation over {seeds} seed(s); each seed "
         "draws its own training sample and initialisation. *Gain* = strategy minus "
         "the from-scratch twin of the same seed (same architecture, re-initialised, "
-        "same budget), in points.",
+        "same budget), in points, with its paired 95% interval (Student t over "
+        "seeds, Bonferroni-corrected over the strategies of a case) and the "
+        "verdict that interval gives: ahead, behind or tie."
+        + (
+            f" Each run keeps its best point on a validation split of "
+            f"{config['val_per_class']} images per class, drawn from the training "
+            "pool and disjoint from the training images; the test split is read "
+            "once, on that model. The best strategy of a case is picked on "
+            "validation, then measured on test."
+            if config.get("val_per_class")
+            else " No validation split: each run's score is its last test point, "
+            "and the best strategy is picked on test (which flatters it)."
+        ),
         "",
         "## The 2x2 table: the source tutorial's advice against the measurements",
         "",
@@ -178,14 +191,14 @@ def write_report(result: StudyResult, plan: dict[str, Any]) -> list[Path]:
         )
     lines += [
         "",
-        "The advice comes from the tutorial's table (REFERENCES.md, \"The four "
-        'cases"): small/similar -> feature extractor; small/different -> do not use '
+        "The advice comes from the source tutorial's table of four cases: "
+        "small/similar -> feature extractor; small/different -> do not use "
         "the pretrained model, measured as `scratch`, with CS231n's alternative "
         "(features from an earlier layer, `earlier_block`); large/similar -> "
         "fine-tune, head first then the base at a low rate (`two_phase`); "
         "large/different -> train everything from the pretrained initialisation "
-        "(`fine_tune_all`). Where the seeds' spread is as large as a difference, "
-        "the verdict says so: one seed can show a gain that the next one erases.",
+        "(`fine_tune_all`). A difference whose interval spans 0 is a tie: the "
+        "seeds cannot tell the arms apart.",
         "",
     ]
     disagreements = [c for c in cases if c["best"] and not c["agrees"]]
@@ -259,6 +272,13 @@ def write_report(result: StudyResult, plan: dict[str, Any]) -> list[Path]:
         "",
         "## Run",
         "",
+        *(
+            [f"- Made by: {header_line(plan['provenance'], duration=result.seconds)}"
+             + (" (**uncommitted changes**: "
+                f"{', '.join(plan['provenance']['changed'])})"
+                if plan["provenance"]["dirty"] else "") + "."]
+            if plan.get("provenance") else []
+        ),  # fmt: skip
         f"- Device: {env['device']}.",
         f"- Software: {', '.join(f'{k} {v}' for k, v in env['versions'].items())}; "
         f"{env['platform']}.",

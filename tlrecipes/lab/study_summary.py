@@ -15,10 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from tlrecipes.lab.comparison import compare, compare_to_baseline, pick_best
+
 __all__ = [
     "advised_cell",
     "best_cell",
     "case_name",
+    "gain_text",
     "percent_text",
     "signed_text",
     "strategy_label",
@@ -130,30 +133,35 @@ def summarise(rows: Sequence[dict[str, Any]], plan: dict[str, Any]) -> list[dict
                 }
             size_case = _size_case(size, plan["sizes"])
             advised = [s for s in _ADVICE[(size_case, relation)] if s in stats]
-            best = (
-                max(stats, key=lambda k: stats[k]["accuracy_mean"]) if stats else None
-            )
+            test = {k: {s: acc[k][s]["accuracy"] for s in acc[k]} for k in acc}
+            best, selected_on = _pick(acc)
             transfer = [k for k in stats if k != "scratch"]
-            best_transfer = (
-                max(transfer, key=lambda k: stats[k]["accuracy_mean"])
-                if transfer
-                else None
-            )
+            best_transfer = None
+            if transfer:
+                best_transfer, _ = _pick({k: acc[k] for k in transfer})
+            # An interval needs 2 seeds; with 1 (a --quick run) none is given.
+            paired = len(set(test.get("scratch", {}))) >= 2
+            if paired and transfer:  # one family per case
+                for c in compare_to_baseline(
+                    {k: test[k] for k in [*transfer, "scratch"]}, "scratch"
+                ):
+                    stats[c.name_a]["vs_scratch"] = c.to_dict()
             comparisons = []
             for name in advised:
                 if best is None or name == best:
                     continue
-                seeds = [s for s in acc[best] if s in acc[name]]
-                diff = [
-                    acc[best][s]["accuracy"] - acc[name][s]["accuracy"] for s in seeds
-                ]
-                d_mean, d_std = _mean_std(diff)
+                if paired:
+                    c = compare(test[best], test[name], name_a=best, name_b=name)
+                    comparisons.append(
+                        {"advised": name, "points": c.points, **c.to_dict()}
+                    )
+                    continue
+                diff = [test[best][s] - test[name][s] for s in test[best]]
                 comparisons.append(
                     {
                         "advised": name,
-                        "difference_mean": d_mean,
-                        "difference_std": d_std,
-                        "within_spread": len(diff) > 1 and abs(d_mean) <= d_std,
+                        "points": signed_text(float(np.mean(diff)), math.nan),
+                        "verdict": "no interval from one seed",
                     }
                 )
             cases.append(
@@ -165,6 +173,7 @@ def summarise(rows: Sequence[dict[str, Any]], plan: dict[str, Any]) -> list[dict
                     "advice": _ADVICE_WORDS[(size_case, relation)],
                     "advised": advised,
                     "best": best,
+                    "selected_on": selected_on,
                     "best_transfer": best_transfer,
                     "agrees": best in advised,
                     "comparisons": comparisons,
@@ -172,6 +181,16 @@ def summarise(rows: Sequence[dict[str, Any]], plan: dict[str, Any]) -> list[dict
                 }
             )
     return cases
+
+
+def _pick(acc: dict[str, dict[int, dict]]) -> tuple[str | None, str]:
+    """The best arm, picked on validation when every run has it, else on test."""
+    if not acc:
+        return None, "validation"
+    rows = [row for by_seed in acc.values() for row in by_seed.values()]
+    on = "val_accuracy" if all("val_accuracy" in r for r in rows) else "accuracy"
+    scores = {k: {s: r[on] for s, r in by_seed.items()} for k, by_seed in acc.items()}
+    return pick_best(scores), "validation" if on == "val_accuracy" else "test"
 
 
 def case_name(case: dict[str, Any]) -> str:
@@ -192,8 +211,7 @@ def best_cell(case: dict[str, Any]) -> tuple[str, str]:
         bt = case["best_transfer"]
         gain = "0"
         if bt:
-            gain += f" (best transfer, {bt}: "
-            gain += f"{signed_text(stats[bt]['gain_mean'], stats[bt]['gain_std'])})"
+            gain += f" (best transfer, {bt}: {gain_text(stats[bt])})"
         return (
             "scratch ("
             + percent_text(stats[best]["accuracy_mean"], stats[best]["accuracy_std"])
@@ -203,7 +221,7 @@ def best_cell(case: dict[str, Any]) -> tuple[str, str]:
     s = stats[best]
     return (
         f"{best} ({percent_text(s['accuracy_mean'], s['accuracy_std'])})",
-        signed_text(s["gain_mean"], s["gain_std"]),
+        gain_text(s),
     )
 
 
@@ -212,11 +230,7 @@ def advised_cell(case: dict[str, Any]) -> str:
     parts = []
     for name in case["advised"]:
         s = case["strategies"][name]
-        gain = (
-            ""
-            if name == "scratch"
-            else f", gain {signed_text(s['gain_mean'], s['gain_std'])}"
-        )
+        gain = "" if name == "scratch" else f", gain {gain_text(s)}"
         parts.append(
             f"{name}: {percent_text(s['accuracy_mean'], s['accuracy_std'])}{gain}"
         )
@@ -224,24 +238,35 @@ def advised_cell(case: dict[str, Any]) -> str:
 
 
 def verdict(case: dict[str, Any]) -> str:
-    """Whether the measured best agrees with the advice, and by how much not."""
+    """Whether the strategy picked on validation is the advised one, and by how much.
+
+    The pick is made on validation (`pick_best`); the difference from each
+    advised strategy is measured on test, paired by seed (`compare`), and its
+    verdict word follows from the 95% interval alone.
+    """
     if case["best"] is None:
         return ""
+    on = case.get("selected_on", "test")
     if case["agrees"]:
-        return f"agrees: the advised {case['best']} measured best"
-    stats = case["strategies"]
-    bits = []
-    for c in case["comparisons"]:
-        spread = " (within the spread over seeds)" if c["within_spread"] else ""
-        bits.append(
-            f"{case['best']} beat the advised {c['advised']} by "
-            f"{signed_text(c['difference_mean'], c['difference_std'])} points{spread}"
-        )
-    best = stats[case["best"]]
+        return f"agrees: the advised {case['best']} scored best on {on}"
+    bits = [
+        f"on test, {case['best']} - {c['advised']}: {c['points']} points -> "
+        f"{c['verdict']}"
+        for c in case["comparisons"]
+    ]
+    return f"disagrees: {case['best']} scored best on {on}; " + "; ".join(bits)
+
+
+def gain_text(stats: dict[str, Any]) -> str:
+    """A strategy's gain over scratch: mean, 95% interval and verdict if measured."""
+    c = stats.get("vs_scratch")
+    if c is None:
+        return signed_text(stats["gain_mean"], stats["gain_std"])
+    k = c["comparisons"]
+    family = f", Bonferroni x{k}" if k > 1 else ""
     return (
-        f"disagrees: {case['best']} measured best at "
-        f"{percent_text(best['accuracy_mean'], best['accuracy_std'])}; "
-        + "; ".join(bits)
+        f"{c['mean'] * 100:+.1f} ({c['confidence']:.0%} CI{family} "
+        f"{c['low'] * 100:+.1f} to {c['high'] * 100:+.1f}, {c['verdict']})"
     )
 
 
