@@ -84,7 +84,8 @@ def load_image_folder(
     Raises:
         ImportError: If TensorFlow is not installed.
         ValueError: If the directory does not exist, the fractions are out of
-            range, or a split would hold no images.
+            range, a split would hold no images, or a `test/` or validation
+            folder lacks a class folder of the training folder.
 
     Example:
 
@@ -146,10 +147,18 @@ def load_image_folder(
             f"validation_split={validation_split}. Fix: e.g. 0.2 and 0.1."
         )
 
-    def listed(top: pathlib.Path | None) -> tuple[list, list]:
+    def listed(top: pathlib.Path) -> tuple[list, list]:
         paths, labels = [], []
+        missing = [name for name in class_names if not (top / name).is_dir()]
+        if missing:
+            raise ValueError(
+                f"Received a {top.name}/ folder without the class folders "
+                f"{missing} that {train_root} has, expected the same classes. "
+                f"Received: directory={str(directory)!r}. Fix: add "
+                f"{top}/<class> folders for {missing}, or remove those classes."
+            )
         for label, name in enumerate(class_names):
-            files = image_files(top / name) if (top / name).is_dir() else []
+            files = image_files(top / name)
             paths += files
             labels += [label] * len(files)
         return paths, labels

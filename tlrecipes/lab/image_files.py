@@ -92,7 +92,7 @@ def _other_files(folder: Path, suffixes: Sequence[str] | None = None) -> list[Pa
         f
         for f in sorted(folder.rglob("*"))
         if f.is_file()
-        and not f.name.startswith(".")
+        and not any(part.startswith(".") for part in f.relative_to(folder).parts)
         and f.suffix.lower() not in IMAGE_SUFFIXES
         and (suffixes is None or f.suffix.lower() in suffixes)
     ]
@@ -134,9 +134,10 @@ def split_per_class(
 
     Example:
 
-    >>> train, val, test = split_per_class([0] * 10 + [1] * 2, 0.2, 0.1, seed=0)
-    >>> len(train), len(val), len(test), sorted(np.array([0] * 10 + [1] * 2)[train])
-    (8, 1, 3, [0, 0, 0, 0, 0, 0, 0, 1])
+    >>> labels = np.array([0] * 10 + [1] * 2)
+    >>> train, val, test = split_per_class(labels, 0.2, 0.1, seed=0)
+    >>> np.bincount(labels[train]), np.bincount(labels[val]), np.bincount(labels[test])
+    (array([7, 1]), array([1]), array([2, 1]))
     """
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
@@ -192,7 +193,8 @@ def unreadable_images(paths: Sequence[Path]) -> list[tuple[Path, str]]:
     """The files TensorFlow cannot decode, with its reason, in `paths` order.
 
     Every file is read and decoded once (in parallel, with `tf.data`), as
-    `read_images` will: about 0.2 ms per small PNG on one CPU core.
+    `read_images` will: about 1 ms per small image (0.7 to 0.9 s for 1,000
+    PNGs of 64x64 on a shared 2-core CPU).
 
     Example:
 
@@ -246,7 +248,7 @@ def check_image_folder(data_dir: str | os.PathLike, verify: bool = True) -> list
     Args:
         data_dir: The folder of class subfolders (or of `train/` and `test/`).
         verify: Decode every image file to find corrupt ones. Costs about
-            0.2 ms per small PNG. Defaults to True.
+            1 ms per small image. Defaults to True.
 
     Returns:
         The class names (the subfolder names), in alphabetical order.
