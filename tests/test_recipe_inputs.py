@@ -26,11 +26,14 @@ SHIPPED = Path(tlrecipes.lab.__file__).parent / "weights"
 
 
 def touch_images(root: Path, classes: dict[str, list[str]]) -> Path:
+    """Writes each file as a 2x2 PNG (TensorFlow reads .bmp/.gif/.jpg by content)."""
     for name, files in classes.items():
         (root / name).mkdir(parents=True)
         for file in files:
             (root / name / file).parent.mkdir(parents=True, exist_ok=True)
-            (root / name / file).write_bytes(b"")
+            keras.utils.save_img(
+                root / name / file, np.zeros((2, 2, 3), "uint8"), file_format="png"
+            )
     return root
 
 

@@ -13,16 +13,19 @@ from __future__ import annotations
 import hashlib
 import os
 import string
+import zipfile
 from pathlib import Path
 
 import keras
 
 __all__ = [
     "ChecksumError",
+    "check_keras_archive",
     "safe_load_model",
     "sha256_file",
     "verify_checksum",
 ]
+
 
 class ChecksumError(ValueError):
     """A file's SHA-256 is not the one expected: it is truncated or modified."""
@@ -120,6 +123,61 @@ def verify_checksum(path: str | os.PathLike, expected: str) -> None:
         )
 
 
+def check_keras_archive(path: str | os.PathLike) -> None:
+    """Raises a clear `ValueError` unless `path` is a whole `.keras` archive.
+
+    A `.keras` file is a zip archive. One cut short (an interrupted save, copy or
+    download) has no zip directory at its end, and Keras then reports "File not
+    found" for a file that exists; a file corrupted inside fails its CRC check.
+    Every member is read once to check its CRC (about 1 ms per MB).
+
+    Args:
+        path: The `.keras` file.
+
+    Raises:
+        ValueError: If the file is not a zip archive, a member fails its CRC
+            check, or `config.json` is missing. The message names the path,
+            its size and the fix.
+        FileNotFoundError: If `path` does not exist.
+
+    Example:
+
+    >>> import keras, tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "m.keras"
+    >>> keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]).save(path)
+    >>> check_keras_archive(path)
+    >>> _ = path.write_bytes(path.read_bytes()[:100])
+    >>> check_keras_archive(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: Cannot load ...: it is not a valid .keras archive (...truncated...
+    """
+    path = Path(path)
+    size = path.stat().st_size  # FileNotFoundError for a missing file
+    problem = None
+    if not zipfile.is_zipfile(path):
+        problem = "it is not a zip archive, as a .keras file is"
+    else:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                broken = archive.testzip()
+                names = archive.namelist()
+            if broken is not None:
+                problem = f"its member {broken!r} fails its CRC check"
+            elif "config.json" not in names:
+                problem = f"it holds no config.json (it holds {names[:5]})"
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            problem = f"its zip data cannot be read ({err})"
+    if problem:
+        raise ValueError(
+            f"Cannot load {str(path)!r} ({size:,} bytes): it is not a valid "
+            f".keras archive (truncated or corrupt): {problem}. This happens "
+            "when a save, copy or download was interrupted. Fix: save the model "
+            "again (model.save(path)), or copy or download the file again; if a "
+            "checksum was published with it, pass it as expected_sha256."
+        )
+
+
 def safe_load_model(
     path: str | os.PathLike,
     expected_sha256: str | None = None,
@@ -148,8 +206,9 @@ def safe_load_model(
 
     Raises:
         ChecksumError: If `expected_sha256` is given and does not match.
-        ValueError: If the file holds code (a `Lambda` layer) or cannot be
-            deserialised safely.
+        ValueError: If a `.keras` file is not a valid archive (truncated or
+            corrupt, see `check_keras_archive`), holds code (a `Lambda` layer)
+            or cannot be deserialised safely.
         FileNotFoundError: If `path` does not exist.
 
     Example:
@@ -172,6 +231,8 @@ def safe_load_model(
 
     if expected_sha256 is not None:
         verify_checksum(path, expected_sha256)
+    if path.suffix.lower() == ".keras":
+        check_keras_archive(path)
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=True)
     except ValueError as err:

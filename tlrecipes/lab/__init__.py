@@ -48,7 +48,7 @@ _EXPORTS = {
     "train_val_indices": "sampling",
     "to_backbone_input": "backbone_input",
     # what the recipes take in
-    "check_image_folder": "recipe_inputs",
+    "check_image_folder": "image_files",
     "check_out_folder": "recipe_inputs",
     "build_base": "recipe_inputs",
     "saved_base": "recipe_inputs",

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import os
 import pathlib
 from collections.abc import Sequence
 
-import keras
-
 from tlrecipes.lab.checks import check_image_size, positive_int
+from tlrecipes.lab.image_files import (
+    IMAGE_SUFFIXES,
+    class_folders,
+    folder_layout,
+    image_files,
+    read_images,
+    split_per_class,
+)
 from tlrecipes.lab.imagesplits import StreamingSplits
 from tlrecipes.lab.tf_pipelines import (
     AUTO_CACHE_BYTES,
@@ -37,15 +41,26 @@ def load_image_folder(
 
     The standard layout `directory/<class>/<image>` (or
     `directory/train/<class>/...` with optional `directory/test/` and
-    `directory/validation/` or `directory/val/` beside it) is read with
-    `keras.utils.image_dataset_from_directory`, and returned with the same
-    contract as `load_tfds`: float32 images in [0, 255] resized to
-    `image_size`, int64 labels, batched, cached when small, prefetched.
-    Without a `test/` folder, a seeded `test_split` fraction of the files is
-    held out as test; without a validation folder, a `validation_split`
-    fraction is held out as validation. Both come from the training folder
-    only, never from `test/`. Class names are the subfolder
-    names in alphabetical order, identical across splits.
+    `directory/validation/` or `directory/val/` beside it) is returned with the
+    same contract as `load_tfds`: float32 images in [0, 255] resized to
+    `image_size`, int64 labels, batched, cached when small, prefetched. The
+    pixels are those `keras.utils.image_dataset_from_directory` gives (the
+    same decoding, channel conversion and bilinear resize); the files read are
+    the `IMAGE_SUFFIXES` files under each class folder, hidden ones skipped.
+    Class names are the subfolder names in alphabetical order, identical
+    across splits.
+
+    Without a `test/` folder, test images are held out of each class
+    separately (stratified), and so are validation images without a
+    validation folder; both come from the training folder only, never from
+    `test/`. For a class of `n` images: `n_test = floor(n * test_split + 0.5)`,
+    at least 1 when `n >= 2`, at most `n - 1`; then
+    `n_val = floor(n * validation_split + 0.5)`, at most `n - 1 - n_test`. So
+    every class keeps at least one training image, and every class of 2 images
+    or more is tested. The same `seed` gives the same split
+    (`split_per_class`). A class of one image (refused by `check_image_folder`)
+    is only trained on. A corrupt image stops iteration with TensorFlow's
+    error; `check_image_folder` names such files first.
 
     Args:
         directory: The folder of class subfolders (or of train/test folders).
@@ -69,7 +84,8 @@ def load_image_folder(
     Raises:
         ImportError: If TensorFlow is not installed.
         ValueError: If the directory does not exist, the fractions are out of
-            range, or a split would hold no images.
+            range, a split would hold no images, or a `test/` or validation
+            folder lacks a class folder of the training folder.
 
     Example:
 
@@ -105,7 +121,7 @@ def load_image_folder(
                 f"Received an invalid value for `{arg}`, expected a fraction in "
                 f"[0, 1). Received: {arg}={value!r}. Fix: e.g. {arg}=0.2."
             )
-    tf = import_tensorflow()
+    import_tensorflow()  # ImportError without TensorFlow
     channels = {"rgb": 3, "grayscale": 1, "rgba": 4}.get(color_mode)
     if channels is None:
         raise ValueError(
@@ -113,31 +129,9 @@ def load_image_folder(
             f"'grayscale' or 'rgba'. Received: color_mode={color_mode!r}."
         )
 
-    def read(folder: pathlib.Path, **kwargs):
-        # Keras prints "Using N files for ..." even with verbose=False; the
-        # counts we report (with validation and test told apart) are in
-        # `source` and `num_examples`.
-        with contextlib.redirect_stdout(io.StringIO()):
-            return keras.utils.image_dataset_from_directory(
-                folder,
-                image_size=size,
-                batch_size=None,
-                color_mode=color_mode,
-                seed=seed,
-                verbose=False,
-                **kwargs,
-            )
-
     # Layout: root/<class>/..., or root/train/<class>/... with optional
     # root/test/ and root/validation/ (or root/val/) beside it.
-    train_root = root / "train" if (root / "train").is_dir() else root
-    split_layout = train_root != root
-    test_dir = root / "test" if split_layout and (root / "test").is_dir() else None
-    val_dir = None
-    if split_layout:
-        val_dir = next(
-            (root / n for n in ("validation", "val") if (root / n).is_dir()), None
-        )
+    train_root, val_dir, test_dir = folder_layout(root)
     val_fraction = 0.0 if val_dir is not None else validation_split
     test_fraction = 0.0 if test_dir is not None else test_split
     if test_dir is None and not test_split:
@@ -146,37 +140,55 @@ def load_image_folder(
             "expected test_split > 0. Received: test_split=0. Fix: pass e.g. "
             "test_split=0.2, or lay the images out as train/ and test/."
         )
-    held_fraction = val_fraction + test_fraction
-    if held_fraction >= 1:
+    if val_fraction + test_fraction >= 1:
         raise ValueError(
             "Received test_split + validation_split >= 1, which leaves no "
             f"training images. Received: test_split={test_split}, "
             f"validation_split={validation_split}. Fix: e.g. 0.2 and 0.1."
         )
-    if held_fraction:
-        train, held = read(train_root, validation_split=held_fraction, subset="both")
-        n_held = len(held.file_paths)
-    else:
-        train, held, n_held = read(train_root), None, 0
-    class_names = list(train.class_names)
-    counts = {"train": len(train.file_paths)}
-    # `held` is unshuffled, in a seeded random file order: take / skip split it
-    # into validation and test the same way on every pass.
-    n_val = int(round(n_held * val_fraction / held_fraction)) if held_fraction else 0
-    if val_dir is not None:
-        validation = read(val_dir, shuffle=False, class_names=class_names)
-        counts["validation"] = len(validation.file_paths)
-    elif n_val:
-        validation = held.take(n_val)
-        counts["validation"] = n_val
-    else:
-        validation = None
-    if test_dir is not None:
-        test = read(test_dir, shuffle=False, class_names=class_names)
-        counts["test"] = len(test.file_paths)
-    else:
-        test = held.skip(n_val)
-        counts["test"] = n_held - n_val
+
+    def listed(top: pathlib.Path) -> tuple[list, list]:
+        paths, labels = [], []
+        missing = [name for name in class_names if not (top / name).is_dir()]
+        if missing:
+            raise ValueError(
+                f"Received a {top.name}/ folder without the class folders "
+                f"{missing} that {train_root} has, expected the same classes. "
+                f"Received: directory={str(directory)!r}. Fix: add "
+                f"{top}/<class> folders for {missing}, or remove those classes."
+            )
+        for label, name in enumerate(class_names):
+            files = image_files(top / name)
+            paths += files
+            labels += [label] * len(files)
+        return paths, labels
+
+    class_names = [d.name for d in class_folders(train_root)]
+    paths, labels = listed(train_root)
+    if not paths:
+        raise ValueError(
+            f"Received a folder without images, expected class subfolders of "
+            f"{'/'.join(IMAGE_SUFFIXES)} files. Received: directory="
+            f"{str(directory)!r}. Fix: lay the images out as "
+            "directory/<class name>/<image files>."
+        )
+    train, held_val, held_test = split_per_class(
+        labels, test_fraction, val_fraction, seed
+    )
+    splits = {"train": ([paths[i] for i in train], [labels[i] for i in train])}
+    splits["validation"] = (
+        listed(val_dir)
+        if val_dir is not None
+        else ([paths[i] for i in held_val], [labels[i] for i in held_val])
+    )
+    splits["test"] = (
+        listed(test_dir)
+        if test_dir is not None
+        else ([paths[i] for i in held_test], [labels[i] for i in held_test])
+    )
+    if not splits["validation"][0]:
+        del splits["validation"]
+    counts = {role: len(files) for role, (files, _) in splits.items()}
     if counts["test"] < 1:
         raise ValueError(
             f"{train_root} holds too few images ({sum(counts.values())}) to hold "
@@ -190,18 +202,10 @@ def load_image_folder(
     if cache is None:
         cache = sum(counts.values()) * math.prod(image_shape) * 4 <= AUTO_CACHE_BYTES
 
-    def cast(image, label):
-        return tf.ensure_shape(tf.cast(image, tf.float32), image_shape), tf.cast(
-            label, tf.int64
-        )
-
     pipelines = {}
-    for role, ds in (("train", train), ("validation", validation), ("test", test)):
-        if ds is None:
-            continue
-        ds = ds.map(cast, num_parallel_calls=tf.data.AUTOTUNE)
+    for role, (files, file_labels) in splits.items():
         pipelines[role] = finish_pipeline(
-            ds,
+            read_images(files, file_labels, size, channels),
             training=role == "train",
             batch_size=batch_size,
             cache=cache,

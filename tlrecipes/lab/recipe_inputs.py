@@ -3,7 +3,8 @@
 The scripts in `recipes/` share these steps, so they live here once instead
 of being copied into each script:
 
-- `check_image_folder`: the folder holds one subfolder of images per class;
+- `check_image_folder` (from `image_files`): the folder holds one subfolder of
+  readable images per class;
 - `check_out_folder`: a run does not replace an earlier run's outputs unasked;
 - `build_base`: a base by name (an ImageNet backbone of `tlrecipes.application`,
   EfficientNet-Lite0 by default, or the lab's `small_convnet`), its weights
@@ -32,6 +33,8 @@ import keras
 from tlrecipes.applications import application
 from tlrecipes.heads import find_base
 from tlrecipes.lab.backbones import cut_after_block, small_convnet
+from tlrecipes.lab.image_files import IMAGE_SUFFIXES, check_image_folder
+from tlrecipes.safe_loading import safe_load_model
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -47,107 +50,10 @@ __all__ = [
     "saved_base",
 ]
 
-#: File suffixes counted as images (those `keras.utils.image_dataset_from_directory`
-#: reads).
-IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
-
 #: `build_base`'s image side in pixels: what a 2-core CPU affords with the
 #: recipes' default backbone (EfficientNet-Lite0, about 150 images/s forward at
 #: 128 px; it was trained at 224).
 DEFAULT_IMAGE_SIZE = 128
-
-
-def _found(folder: Path, names: list[str]) -> str:
-    """'cat: ['.webp'], dog: empty': the files in class folders without images."""
-
-    def suffixes(name: str) -> list[str]:
-        files = [f for f in (folder / name).rglob("*") if f.is_file()]
-        return sorted({f.suffix.lower() or f.name for f in files if f.name[0] != "."})
-
-    return ", ".join(f"{name}: {suffixes(name) or 'empty'}" for name in names)
-
-
-def check_image_folder(data_dir: str | os.PathLike) -> list[str]:
-    """Checks that a folder holds one subfolder of images per class.
-
-    The layout is the one `load_image_folder` reads: `data_dir/<class>/...`,
-    or `data_dir/train/<class>/...` (then the classes are read from
-    `train/`). Checking first gives one clear error before anything is built.
-    Only `IMAGE_SUFFIXES` files count (what Keras reads); a class folder of other
-    files (`.webp`, ...) is refused, naming their suffixes. Without `test/`, each
-    class needs 2 images or more: one to train on, one to hold out.
-
-    Args:
-        data_dir: The folder of class subfolders (or of `train/` and `test/`).
-
-    Returns:
-        The class names (the subfolder names), in alphabetical order.
-
-    Raises:
-        ValueError: If the folder does not exist, holds no images, has a class
-            subfolder without images (naming the suffixes it holds), has fewer
-            than 2 classes, or, without `test/`, a class of fewer than 2 images.
-
-    Example:
-
-    >>> import tempfile
-    >>> root = Path(tempfile.mkdtemp())
-    >>> for name in ["dog", "cat"]:
-    ...     (root / name).mkdir()
-    ...     _ = [(root / name / f"{i}.png").touch() for i in range(2)]
-    >>> check_image_folder(root)
-    ['cat', 'dog']
-    """
-    root = Path(data_dir)
-    fix = "Fix: point it at a folder laid out as <data_dir>/<class name>/<images>."
-    if not root.is_dir():
-        raise ValueError(
-            "Received an invalid value for `data_dir`, expected a folder with one "
-            f"subfolder of images per class. Received: data_dir={str(data_dir)!r}, "
-            f"which does not exist. {fix}"
-        )
-    has_test = (root / "train").is_dir() and (root / "test").is_dir()
-    if (root / "train").is_dir():  # the train/ + test/ layout
-        root = root / "train"
-    counts = {
-        d.name: sum(f.suffix.lower() in IMAGE_SUFFIXES for f in d.rglob("*"))
-        for d in sorted(root.iterdir())
-        if d.is_dir() and not d.name.startswith(".")
-    }
-    classes, empty = list(counts), [name for name, n in counts.items() if not n]
-    convert = "convert other formats (.webp, .tiff, ...) to PNG or JPEG"
-    if not classes or len(empty) == len(classes):
-        raise ValueError(
-            "Received an invalid value for `data_dir`, expected one subfolder per "
-            f"class with {'/'.join(IMAGE_SUFFIXES)} files in it. Received: "
-            f"data_dir={str(data_dir)!r}, which holds no images (found: "
-            f"{_found(root, empty) or 'no class folders'}). {fix} Or {convert}."
-        )
-    if empty:
-        raise ValueError(
-            f"Received an invalid value for `data_dir`, expected images in every "
-            f"class folder. Received: data_dir={str(data_dir)!r}, whose class "
-            f"folders {empty} in {root} hold no images ({_found(root, empty)}). "
-            f"Fix: add images to them, {convert}, or remove the folders."
-        )
-    if len(classes) < 2:
-        raise ValueError(
-            "Received an invalid value for `data_dir`, expected at least 2 class "
-            f"subfolders. Received: data_dir={str(data_dir)!r}, which has 1 class "
-            f"({classes[0]}). Fix: a classifier needs a subfolder per class; add "
-            "the other classes."
-        )
-    few = [name for name in classes if counts[name] < 2]
-    if few and not has_test:
-        raise ValueError(
-            "Received an invalid value for `data_dir`, expected at least 2 images "
-            "per class: without a test/ folder each class needs one to train on "
-            f"and one to hold out. Received: data_dir={str(data_dir)!r}, where "
-            + ", ".join(f"class {name!r} has {counts[name]} image" for name in few)
-            + f" (minimum 2). Fix: add images to {few}, remove them, or lay the "
-            "images out as train/ and test/."
-        )
-    return classes
 
 
 def check_out_folder(
@@ -342,7 +248,7 @@ def _load(path: str | os.PathLike) -> keras.Model:
             f"Received: path={str(path)!r}, which does not exist. Fix: pass the "
             "model.keras a recipe saved."
         )
-    return keras.saving.load_model(path)
+    return safe_load_model(path)
 
 
 def copy_base_weights(base: keras.Model, path: str | os.PathLike) -> int:
