@@ -204,3 +204,7 @@ def test_a_test_folder_without_a_class_is_refused(tmp_path):
     data = load_image_folder(tmp_path, image_size=8, validation_split=0)
     assert sorted(labels_of(data.test)) == [0, 1]
     assert sorted(values_of(data.test)) == [0, 50]
+    write_pngs(tmp_path / "test" / "owl", 1, start=90)  # a class train/ lacks
+    with pytest.raises(ValueError) as err:
+        load_image_folder(tmp_path, image_size=8, validation_split=0)
+    assert "class folders ['owl'] that" in one_line(err)

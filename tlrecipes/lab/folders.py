@@ -157,6 +157,15 @@ def load_image_folder(
                 f"Received: directory={str(directory)!r}. Fix: add "
                 f"{top}/<class> folders for {missing}, or remove those classes."
             )
+        extra = [d.name for d in class_folders(top) if d.name not in class_names]
+        if extra and top != train_root:
+            raise ValueError(
+                f"Received a {top.name}/ folder with class folders {extra} that "
+                f"{train_root} lacks, expected the same classes: their images "
+                f"would be left out. Received: directory={str(directory)!r}. "
+                f"Fix: add {train_root}/<class> folders for {extra}, or move "
+                f"those folders out of {top}."
+            )
         for label, name in enumerate(class_names):
             files = image_files(top / name)
             paths += files
