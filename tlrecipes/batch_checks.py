@@ -127,6 +127,8 @@ def check_fit_inputs(
         if both_phases and _is_generator(value):
             raise ValueError(_generator_message(name, value))
     _check_validation_form(validation_data)
+    if not is_dataset(x) and hasattr(x, "__array__") and not isinstance(x, list):
+        x = np.asarray(x)  # a tensor of another library, as validate_fit_data
     spec = _Spec(model, loss)
     limit = 1 if check_data == "first_batch" else None
     if is_dataset(x):
