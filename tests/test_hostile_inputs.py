@@ -14,6 +14,8 @@ import pytest
 from tests.helpers import assert_identical, tiny_data, tiny_model
 from tlrecipes import two_phase_fit
 from tlrecipes.batch_checks import InputScaleWarning, check_fit_inputs
+from tlrecipes.callbacks import logged_metric_names, monitor_mode
+from tlrecipes.image_preprocessing import ImagePreprocessing
 
 pytestmark = pytest.mark.multibackend
 
@@ -152,13 +154,29 @@ def test_float_images_in_0_255_warn_without_a_scaling_layer():
     assert any(not np.array_equal(a, b) for a, b in zip(before, _weights(model)))
 
 
-def test_float_images_in_0_255_do_not_warn_with_a_scaling_layer():
+@pytest.mark.parametrize(
+    "scaling",
+    [
+        lambda: keras.layers.Rescaling(1 / 255),
+        lambda: ImagePreprocessing("tf"),  # as tl.application's models hold
+        lambda: keras.layers.Normalization(mean=127.0, variance=5000.0),
+    ],
+    ids=["Rescaling", "ImagePreprocessing", "Normalization"],
+)
+def test_float_images_in_0_255_do_not_warn_with_a_scaling_layer(scaling):
     x, y = tiny_data(16)
     pixels = np.clip((x + 2) * 50, 0, 255).astype("float32")
-    model = tiny_model(preprocessing=keras.layers.Rescaling(1 / 255))
+    model = tiny_model(preprocessing=scaling())
     with warnings.catch_warnings():
         warnings.simplefilter("error", InputScaleWarning)
         two_phase_fit(model, pixels, y, **{**FIT, "fine_tune_epochs": 0})
+
+
+def test_standardised_images_do_not_warn():
+    x, y = tiny_data(16)  # mean 0..2, unit variance: values above 1.5 and below 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputScaleWarning)
+        two_phase_fit(tiny_model(), x, y, **{**FIT, "fine_tune_epochs": 0})
 
 
 def _two_output_model():
@@ -184,3 +202,15 @@ def test_keep_best_typo_on_a_two_output_model_is_refused(tmp_path):
                          checkpoint_dir=tmp_path / "ok",
                          keep_best="val_out_a_accuracy", **FIT)  # fmt: skip
     assert hist.best["monitor"] == "val_out_a_accuracy" and hist.best["mode"] == "max"
+
+
+def test_logged_names_of_outputs_in_a_dict():
+    compiled = {"loss": {"x1": "mse", "x2": "mse"}, "metrics": {"x2": "accuracy"}}
+    names = logged_metric_names(compiled, True, ["x1", "x2"])
+    assert names == {
+        f"{prefix}{name}"
+        for prefix in ("", "val_")
+        for name in ("loss", "x1_loss", "x2_loss", "x2_accuracy")
+    }
+    assert monitor_mode("val_x1_loss", compiled, ["x1", "x2"]) == "min"
+    assert monitor_mode("x2_accuracy", compiled, ["x1", "x2"]) == "max"
