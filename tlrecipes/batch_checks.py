@@ -79,11 +79,12 @@ def check_fit_inputs(
 ) -> None:
     """Refuses data that would fail, or train on garbage, after weights moved.
 
-    Run by `two_phase_fit` after `validate_fit_data`. Arrays are checked
-    whole; every batch of a `PyDataset` (each index) and of a
-    `tf.data.Dataset` (one pass) is read once and checked: labels present,
-    of the kind the loss expects and inside the classes, inputs and labels
-    finite, image shapes. With `steps_per_epoch` (or `validation_steps`) only
+    Run by `two_phase_fit` after `validate_fit_data`, which checks arrays
+    whole (here: labels given, `sample_weight`, the loss's shape). Every
+    batch of a `PyDataset` (each index) and of a `tf.data.Dataset` (one
+    pass) is read once and checked: labels present, of the kind the loss
+    expects and inside the classes, inputs and labels finite, image shapes.
+    With `steps_per_epoch` (or `validation_steps`) only
     that many batches are read; an endless dataset without it is checked on
     its first batch.
 
@@ -109,12 +110,12 @@ def check_fit_inputs(
     Example:
 
     >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
-    >>> x, y = np.zeros((4, 2), "float32"), np.array([0, 1, 2, 3])
+    >>> x, y = np.zeros((4, 2), "float32"), np.array([0, 1, 2, 0])
     >>> check_fit_inputs(model, x, y, None, "sparse_categorical_crossentropy",
-    ...                  {}, both_phases=True)  # doctest: +ELLIPSIS
+    ...     {"sample_weight": np.ones(3)}, both_phases=True)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: Labels must be integers in [0, 2] ... Received labels in [0, 3]...
+    ValueError: ... expected one weight per example of `x`: length 4 (len(x)). ...
     """
     if check_data not in CHECK_DATA:
         raise ValueError(

@@ -218,9 +218,9 @@ def logged_metric_names(
 
     Example:
 
-    >>> sorted(logged_metric_names({"loss": "mse", "metrics": [["mae"], None]},
+    >>> sorted(logged_metric_names({"loss": "mse", "metrics": [["accuracy"], None]},
     ...                            False, ["a", "b"]))
-    ['a_loss', 'a_mae', 'b_loss', 'loss']
+    ['a_accuracy', 'a_loss', 'b_loss', 'loss']
     """
     found = _logged_metrics(compiled, output_names)
     if found is None:
