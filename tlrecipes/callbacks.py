@@ -204,21 +204,61 @@ def _metric_objects(metrics: Any) -> list[tuple[str, Any]]:
     return found
 
 
-def logged_metric_names(compiled: dict[str, Any], validation: bool) -> set[str] | None:
+def logged_metric_names(
+    compiled: dict[str, Any],
+    validation: bool,
+    output_names: Sequence[str] | None = None,
+) -> set[str] | None:
     """The names `fit` will log for these compile arguments; None if unknown.
 
-    Unknown for models with several outputs (Keras prefixes each output's
-    metrics with its name).
+    For a model with several outputs (`output_names`, in Keras's order),
+    Keras logs `loss`, then `<output>_loss` and `<output>_<metric>` for each
+    output. Unknown (None) for several outputs when `output_names` is not
+    given, or for a `metrics` structure Keras would not accept.
+
+    Example:
+
+    >>> sorted(logged_metric_names({"loss": "mse", "metrics": [["accuracy"], None]},
+    ...                            False, ["a", "b"]))
+    ['a_accuracy', 'a_loss', 'b_loss', 'loss']
     """
-    if isinstance(compiled.get("loss"), (dict, list, tuple)):
+    found = _logged_metrics(compiled, output_names)
+    if found is None:
         return None
-    if isinstance(compiled.get("metrics"), dict):
-        return None
-    names = {"loss"} | {name for name, _ in _metric_objects(compiled.get("metrics"))}
+    names = {"loss"} | {name for name, _ in found}
     return names | {f"val_{n}" for n in names} if validation else names
 
 
-def monitor_mode(monitor: str, compiled: dict[str, Any]) -> str:
+def _logged_metrics(
+    compiled: dict[str, Any], output_names: Sequence[str] | None
+) -> list[tuple[str, Any]] | None:
+    """`(name as logged, metric or None)` for every metric and per-output loss."""
+    metrics = compiled.get("metrics")
+    several = output_names is not None and len(output_names) > 1
+    if not several:
+        if isinstance(compiled.get("loss"), (dict, list, tuple)):
+            return None
+        return None if isinstance(metrics, dict) else _metric_objects(metrics)
+    outputs = list(output_names)
+    if metrics is None:
+        per_output = [None] * len(outputs)
+    elif isinstance(metrics, dict) and set(metrics) <= set(outputs):
+        per_output = [metrics.get(name) for name in outputs]
+    elif isinstance(metrics, (list, tuple)) and len(metrics) == len(outputs):
+        per_output = list(metrics)
+    else:
+        return None
+    found: list[tuple[str, Any]] = [(f"{name}_loss", "loss") for name in outputs]
+    for name, specs in zip(outputs, per_output, strict=True):
+        found += [(f"{name}_{m}", obj) for m, obj in _metric_objects(specs)]
+    return found
+
+
+def monitor_mode(
+    monitor: str,
+    compiled: dict[str, Any],
+    output_names: Sequence[str] | None = None,
+) -> str:
     """Whether `monitor` is better when lower (`"min"`) or higher (`"max"`).
 
     Read from the metric itself, as Keras's callbacks do: a loss is better
@@ -236,7 +276,9 @@ def monitor_mode(monitor: str, compiled: dict[str, Any]) -> str:
     name = monitor.removeprefix("val_")
     if name == "loss":
         return "min"
-    for logged, obj in _metric_objects(compiled.get("metrics")):
+    for logged, obj in _logged_metrics(compiled, output_names) or []:
+        if logged == name and obj == "loss":
+            return "min"
         direction = getattr(obj, "_direction", None)
         if logged == name and direction in ("up", "down"):
             return "max" if direction == "up" else "min"

@@ -29,6 +29,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from tlrecipes.batch_checks import check_fit_inputs
 from tlrecipes.batches import fit_inputs
 from tlrecipes.cached_head import CachedHeadPhase, cached_head_phase
 from tlrecipes.callbacks import RunCallbacks, logged_metric_names, monitor_mode
@@ -83,6 +84,7 @@ def two_phase_fit(
     head_start: int | str | None = None,
     lr_multipliers: dict[str, float] | None = None,
     cache_features: bool | str = "auto",
+    check_data: str = "full",
     **fit_kwargs: Any,
 ) -> TwoPhaseHistory:
     """Trains a new head on a frozen base, then fine-tunes at a low rate.
@@ -146,6 +148,12 @@ def two_phase_fit(
         cache_features: Train phase 1 on the base's features computed once
             when that gives the same training (`"auto"`), always (True, else
             an error saying why not), or never (False). Defaults to `"auto"`.
+        check_data: `"full"` reads every batch of the training and validation
+            data once before training (labels in range, labels present,
+            values finite): for arrays a few NumPy reductions, for a dataset
+            one pass over it without the model. `"first_batch"` checks only
+            the first batch of a dataset, for data too large to read twice.
+            Defaults to `"full"`.
         **fit_kwargs: Passed to `model.fit` by name in both phases
             (`batch_size`, `verbose`, `class_weight`, `validation_split`, ...).
 
@@ -155,11 +163,14 @@ def two_phase_fit(
         `features_cached` and `feature_cache_note`.
 
     Raises:
-        ValueError: For bad arguments or data (labels outside the classes, a
-            single class, wrong image shape or channels, NaN/Inf, x/y of
-            different lengths), a checkpoint made by another run, or a
-            `checkpoint_dir` that is a file, is not writable, holds files
-            tlrecipes did not write, or is being written by another run.
+        ValueError: For bad arguments or data (labels outside the classes or
+            missing in any batch, a single class, wrong image shape or
+            channels, NaN/Inf, x/y or sample_weight of different lengths, a
+            Python generator read by both phases, labels a compiled
+            regression loss cannot compare with the output), a checkpoint
+            made by another run, or a `checkpoint_dir` that is a file, is
+            not writable, holds files tlrecipes did not write, or is being
+            written by another run.
         NaNLossError: If the loss becomes NaN or Inf; the model then holds the
             weights of the last epoch with a finite loss.
 
@@ -181,6 +192,7 @@ def two_phase_fit(
         head_start, cache_features, fit_kwargs,
         settings={"head_lr": head_lr, "fine_tune_lr": fine_tune_lr,
                   "optimizer": optimizer, "lr_multipliers": lr_multipliers},
+        check_data=check_data,
     )  # fmt: skip
     with plan.lock():  # checkpoint_dir: one writer at a time
         run = plan.start()
@@ -235,7 +247,7 @@ class _Plan:
     def check(
         cls, model, x, y, validation_data, head_epochs, fine_tune_epochs,
         unfreeze_from, callbacks, seed, checkpoint_dir, keep_best, train_bn,
-        head_start, cache_features, fit_kwargs, settings,
+        head_start, cache_features, fit_kwargs, settings, check_data="full",
     ) -> _Plan:  # fmt: skip
         """Checks every argument and the data, before any weight moves."""
         head_epochs = check_epochs(head_epochs, "head_epochs")
@@ -263,6 +275,11 @@ class _Plan:
         seed = check_seed(seed)
         compiled = compile_args(model, y)
         validate_fit_data(model, x, y, validation_data, compiled["loss"])
+        check_fit_inputs(  # every batch, generators, sample_weight, input scale
+            model, x, y, validation_data, compiled["loss"], fit_kwargs,
+            both_phases=bool(head_epochs and fine_tune_epochs),
+            check_data=check_data,
+        )  # fmt: skip
         start = find_head_start(model) if head_start is None else head_start
         start = layer_index(model, start)
         unfreeze = layer_index(model, 0 if unfreeze_from is None else unfreeze_from)
@@ -276,7 +293,9 @@ class _Plan:
         validation = validation_data is not None or bool(
             fit_kwargs.get("validation_split")
         )
-        keep = _check_keep_best(keep_best, checkpoint_dir, compiled, validation)
+        keep = _check_keep_best(
+            keep_best, checkpoint_dir, compiled, validation, _output_names(model)
+        )
         if train_bn is None:
             train_bn = base_bn_training(model)
         plan = cls(
@@ -361,8 +380,23 @@ def _auto_head_epochs(x: Any, fit_kwargs: dict[str, Any]) -> int:
     return max(1, math.ceil(MIN_HEAD_STEPS / steps))
 
 
+def _output_names(model: keras.Model) -> list[str] | None:
+    """The names Keras prefixes to each output's metrics; None for one output."""
+    try:
+        outputs = model.output
+    except (AttributeError, ValueError):  # a subclassed model not yet called
+        return None
+    if isinstance(outputs, dict):
+        return list(outputs)
+    return list(model.output_names) if isinstance(outputs, (list, tuple)) else None
+
+
 def _check_keep_best(
-    keep_best: Any, checkpoint_dir: Any, compiled: dict[str, Any], validation: bool
+    keep_best: Any,
+    checkpoint_dir: Any,
+    compiled: dict[str, Any],
+    validation: bool,
+    output_names: list[str] | None = None,
 ) -> tuple[str, str] | None:
     if keep_best is None:
         return None
@@ -387,14 +421,14 @@ def _check_keep_best(
             f"(metric name, 'min' | 'max'). Received: keep_best={keep_best!r}. "
             "Fix: e.g. keep_best='val_accuracy' or keep_best=('val_xent', 'min')."
         )
-    names = logged_metric_names(compiled, validation)
+    names = logged_metric_names(compiled, validation, output_names)
     if names is not None and monitor not in names:
         raise ValueError(
             f"keep_best={monitor!r} is not a metric this run logs. Available: "
             f"{sorted(names)}. Fix: pick one of these (val_* metrics need "
             "validation_data)."
         )
-    return monitor, mode or monitor_mode(monitor, compiled)
+    return monitor, mode or monitor_mode(monitor, compiled, output_names)
 
 
 def _optimizer(

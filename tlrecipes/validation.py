@@ -513,6 +513,11 @@ def _check_pair(x, y, input_shape, units, kind, min_classes, names) -> None:
         raise ValueError(f"`{x_name}` is empty (0 examples). Fix: check loading.")
     if y is None:
         return
+    if units is None and isinstance(y, (list, tuple, dict)):  # several outputs
+        labels = y.values() if isinstance(y, dict) else y
+        for leaf in labels:
+            _check_pair(x, leaf, None, None, None, min_classes, names)
+        return
     y = np.asarray(y)
     if y.ndim == 0 or len(y) != len(x):
         raise ValueError(
