@@ -80,6 +80,7 @@ from tlrecipes.lab import (  # noqa: E402
     epochs_or_auto,
     exit_on_value_error,
     first_batches,
+    folder_key,
     load_image_folder,
     plot_learning_curves,
 )
@@ -127,22 +128,29 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 4. Train the head only; the base is never unfrozen.
     start = time.perf_counter()
-    history = two_phase_fit(
-        model,
-        train,
-        validation_data=validation,
-        head_epochs=args.head_epochs,
-        fine_tune_epochs=0,
-        head_lr=args.head_lr,
-        seed=args.seed,
-        checkpoint_dir=args.checkpoint_dir,
-        # Default: cache, unless Dropout in the base (EfficientNet's stochastic
-        # depth) is random in training, which caching would switch off.
-        cache_features=args.cache_features
-        if args.cache_features is not None
-        else not any(isinstance(x, keras.layers.Dropout) for x in base.layers),
-        verbose=2,
-    )
+    # A checkpoint resumes only on the same image files, loaded the same way;
+    # one of another run (other images) is refused with one line, as above.
+    loading = {"image_shape": data.image_shape, "batch_size": args.batch_size}
+    loading |= {"seed": args.seed, "quick": args.quick}
+    run_key = folder_key(args.data_dir, loading) if args.checkpoint_dir else None
+    with exit_on_value_error():
+        history = two_phase_fit(
+            model,
+            train,
+            validation_data=validation,
+            head_epochs=args.head_epochs,
+            fine_tune_epochs=0,
+            head_lr=args.head_lr,
+            seed=args.seed,
+            checkpoint_dir=args.checkpoint_dir,
+            run_key=run_key,
+            # Default: cache, unless Dropout in the base (EfficientNet's stochastic
+            # depth) is random in training, which caching would switch off.
+            cache_features=args.cache_features
+            if args.cache_features is not None
+            else not any(isinstance(x, keras.layers.Dropout) for x in base.layers),
+            verbose=2,
+        )
     seconds = time.perf_counter() - start
     print(f"The head trained for {history.phase_epochs['head']} epochs.")
     test_scores = model.evaluate(test, return_dict=True, verbose=0)

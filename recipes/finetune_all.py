@@ -71,6 +71,7 @@ from tlrecipes.lab import (  # noqa: E402
     check_out_folder,
     exit_on_value_error,
     first_batches,
+    folder_key,
     load_image_folder,
     plot_learning_curves,
 )
@@ -115,18 +116,25 @@ def main(argv: list[str] | None = None) -> dict:
     # 4. No head-only phase: every layer (BatchNorm unless --train-bn) trains
     #    from the first step, at one low learning rate.
     start = time.perf_counter()
-    history = two_phase_fit(
-        model,
-        train,
-        validation_data=validation,
-        head_epochs=0,
-        fine_tune_epochs=args.epochs,
-        fine_tune_lr=args.fine_tune_lr,
-        train_bn=args.train_bn,
-        seed=args.seed,
-        checkpoint_dir=args.checkpoint_dir,
-        verbose=2,
-    )
+    # A checkpoint resumes only on the same image files, loaded the same way;
+    # one of another run (other images) is refused with one line, as above.
+    loading = {"image_shape": data.image_shape, "batch_size": args.batch_size}
+    loading |= {"seed": args.seed, "quick": args.quick}
+    run_key = folder_key(args.data_dir, loading) if args.checkpoint_dir else None
+    with exit_on_value_error():
+        history = two_phase_fit(
+            model,
+            train,
+            validation_data=validation,
+            head_epochs=0,
+            fine_tune_epochs=args.epochs,
+            fine_tune_lr=args.fine_tune_lr,
+            train_bn=args.train_bn,
+            seed=args.seed,
+            checkpoint_dir=args.checkpoint_dir,
+            run_key=run_key,
+            verbose=2,
+        )
     seconds = time.perf_counter() - start
     print(trainable_summary(model))
     test_scores = model.evaluate(test, return_dict=True, verbose=0)

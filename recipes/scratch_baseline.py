@@ -86,6 +86,7 @@ from tlrecipes.lab import (  # noqa: E402
     check_out_folder,
     exit_on_value_error,
     first_batches,
+    folder_key,
     load_image_folder,
     plot_transfer_vs_scratch,
     scratch_twin,
@@ -143,19 +144,26 @@ def main(argv: list[str] | None = None) -> dict:
     }[args.strategy]
     start = time.perf_counter()
     print(f"Training the transfer model ({args.strategy}):")
-    history = two_phase_fit(
-        model,
-        train,
-        validation_data=validation,
-        head_epochs=head_epochs,  # a number, not "auto": the budgets must match
-        fine_tune_epochs=args.epochs - head_epochs,
-        head_lr=args.head_lr,
-        fine_tune_lr=args.fine_tune_lr,
-        train_bn=False,
-        seed=args.seed,
-        checkpoint_dir=args.checkpoint_dir,
-        verbose=2,
-    )
+    # A checkpoint resumes only on the same image files, loaded the same way;
+    # one of another run (other images) is refused with one line, as above.
+    loading = {"image_shape": data.image_shape, "batch_size": args.batch_size}
+    loading |= {"seed": args.seed, "quick": args.quick}
+    run_key = folder_key(args.data_dir, loading) if args.checkpoint_dir else None
+    with exit_on_value_error():
+        history = two_phase_fit(
+            model,
+            train,
+            validation_data=validation,
+            head_epochs=head_epochs,  # a number, not "auto": the budgets must match
+            fine_tune_epochs=args.epochs - head_epochs,
+            head_lr=args.head_lr,
+            fine_tune_lr=args.fine_tune_lr,
+            train_bn=False,
+            seed=args.seed,
+            checkpoint_dir=args.checkpoint_dir,
+            run_key=run_key,
+            verbose=2,
+        )
     print("Training the scratch twin:")
     twin.compile(
         optimizer=keras.optimizers.Adam(args.scratch_lr),

@@ -83,6 +83,7 @@ from tlrecipes.lab import (  # noqa: E402
     epochs_or_auto,
     exit_on_value_error,
     first_batches,
+    folder_key,
     load_image_folder,
     plot_learning_curves,
 )
@@ -129,19 +130,26 @@ def main(argv: list[str] | None = None) -> dict:
     # 4. Phase 1 trains the head on the frozen base; phase 2 unfreezes the base
     #    from `unfreeze_from` (BatchNorm stays frozen) at the low rate.
     start = time.perf_counter()
-    history = two_phase_fit(
-        model,
-        train,
-        validation_data=validation,
-        head_epochs=args.head_epochs,
-        fine_tune_epochs=args.fine_tune_epochs,
-        head_lr=args.head_lr,
-        fine_tune_lr=args.fine_tune_lr,
-        unfreeze_from=unfreeze_from,
-        seed=args.seed,
-        checkpoint_dir=args.checkpoint_dir,
-        verbose=2,
-    )
+    # A checkpoint resumes only on the same image files, loaded the same way;
+    # one of another run (other images) is refused with one line, as above.
+    loading = {"image_shape": data.image_shape, "batch_size": args.batch_size}
+    loading |= {"seed": args.seed, "quick": args.quick}
+    run_key = folder_key(args.data_dir, loading) if args.checkpoint_dir else None
+    with exit_on_value_error():
+        history = two_phase_fit(
+            model,
+            train,
+            validation_data=validation,
+            head_epochs=args.head_epochs,
+            fine_tune_epochs=args.fine_tune_epochs,
+            head_lr=args.head_lr,
+            fine_tune_lr=args.fine_tune_lr,
+            unfreeze_from=unfreeze_from,
+            seed=args.seed,
+            checkpoint_dir=args.checkpoint_dir,
+            run_key=run_key,
+            verbose=2,
+        )
     seconds = time.perf_counter() - start
     print(f"Epochs of each phase: {history.phase_epochs}")
     print(trainable_summary(model))  # what phase 2 trained, block by block

@@ -10,7 +10,10 @@ rewritten after every epoch and at the end of each phase:
 - `state.json`: where training stands (phase, epochs done, trainable flags,
   learning rate, the merged history, the best metric so far), the name and
   SHA-256 of the `.npz` it belongs to, and a fingerprint of the call's
-  settings, so a checkpoint is never resumed with other settings.
+  settings, so a checkpoint is never resumed for another job: the settings,
+  a hash of every byte of the data arrays (streamed data by the `run_key`
+  the caller gives, `data_identity`) and a hash of the starting weights of
+  the layers before the head (`base_weights_digest`).
 - `best.keras` (with `keep_best`): the best model so far by a metric.
 
 The directory holds nothing else but a marker and a lock file
@@ -43,9 +46,16 @@ import keras
 import numpy as np
 
 from tlrecipes.checkpoint_dir import ARRAYS, BEST, STATE, is_temp_file
+from tlrecipes.freezing import flat_layers
 from tlrecipes.safe_loading import ChecksumError, sha256_file
 
-__all__ = ["TrainingCheckpoint", "describe", "fingerprint"]
+__all__ = [
+    "TrainingCheckpoint",
+    "base_weights_digest",
+    "data_identity",
+    "describe",
+    "fingerprint",
+]
 
 FORMAT = 1
 
@@ -104,6 +114,8 @@ def _to_json(value: Any) -> Any:
         return _to_json(value.item())
     if isinstance(value, np.ndarray):
         return _describe_array(value)
+    if _array_like(value):  # tf, jax and torch tensors: hashed like arrays
+        return _describe_array(np.asarray(value))
     if isinstance(value, keras.optimizers.schedules.LearningRateSchedule):
         return {
             "schedule": type(value).__name__,
@@ -122,17 +134,116 @@ def _to_json(value: Any) -> Any:
     return {"type": type(value).__name__, "len": length}
 
 
+def _array_like(value: Any) -> bool:
+    return hasattr(value, "__array__") and hasattr(value, "shape")
+
+
 def _describe_array(x: np.ndarray) -> dict:
-    """Shape, dtype and a hash of up to 64 evenly spaced examples (cheap)."""
+    """Shape, dtype and a SHA-256 of every byte (the first 16 hex digits)."""
     digest = hashlib.sha256()
-    if x.ndim and len(x):
-        rows = np.unique(np.linspace(0, len(x) - 1, min(len(x), 64)).astype(int))
-        digest.update(np.ascontiguousarray(x[rows]).tobytes())
+    if x.dtype.hasobject:  # strings etc.: bytes would be pointers
+        digest.update(repr(x.tolist()).encode())
+    else:
+        digest.update(np.ascontiguousarray(x).tobytes())
     return {
         "shape": list(x.shape),
         "dtype": str(x.dtype),
-        "sample": digest.hexdigest()[:16],
+        "sha256": digest.hexdigest()[:16],
     }
+
+
+def _streamed(value: Any) -> bool:
+    """Whether `value` is data tlrecipes cannot hash (a dataset, a generator)."""
+    if value is None or isinstance(value, (bool, int, float, str, np.generic)):
+        return False
+    if isinstance(value, (list, tuple)):
+        return any(_streamed(v) for v in value)
+    if isinstance(value, dict):
+        return any(_streamed(v) for v in value.values())
+    return not (isinstance(value, np.ndarray) or _array_like(value))
+
+
+def data_identity(data: dict[str, Any], run_key: str | None) -> dict[str, Any]:
+    """What identifies a run's data: arrays by their bytes, streams by `run_key`.
+
+    Arrays (also inside tuples and dicts) are hashed in full, so one changed
+    label or pixel makes other data. A `keras.utils.PyDataset`, a
+    `tf.data.Dataset` or a generator cannot be hashed without reading it,
+    so a checkpointed run on such data needs a `run_key` the caller derives
+    from the data (e.g. a hash of the files it reads).
+
+    Args:
+        data: The call's data by argument name (`x`, `y`, `validation_data`).
+        run_key: A non-empty string naming the data, or None.
+
+    Returns:
+        `{"run_key": run_key, **data}`, ready for `describe`.
+
+    Raises:
+        ValueError: If `run_key` is not None nor a non-empty string, or if
+            some data is streamed and `run_key` is None.
+
+    Example:
+
+    >>> data_identity({"x": np.zeros(3), "y": None}, None)["run_key"] is None
+    True
+    """
+    if run_key is not None and (not isinstance(run_key, str) or not run_key):
+        raise ValueError(
+            "Received an invalid value for `run_key`, expected a non-empty "
+            f"string that names the data. Received: run_key={run_key!r}. Fix: "
+            "e.g. run_key=tlrecipes.lab.folder_key(data_dir), or a hash of the "
+            "files your dataset reads."
+        )
+    streamed = [
+        f"{name}: {type(value).__name__}"
+        for name, value in data.items()
+        if _streamed(value)
+    ]
+    if streamed and run_key is None:
+        raise ValueError(
+            "Received streamed data with a checkpoint_dir but no `run_key` ("
+            + ", ".join(streamed)
+            + "). tlrecipes hashes NumPy arrays to make sure a checkpoint is "
+            "resumed only with the same data, but cannot hash a PyDataset, a "
+            "tf.data.Dataset or a generator: a run on other data would get "
+            "this checkpoint back. Expected a `run_key`, a string that changes "
+            "whenever the data change. Received: run_key=None. Fix: pass "
+            "run_key=... (e.g. tlrecipes.lab.folder_key(data_dir) for an image "
+            "folder, or a hash of the files your dataset reads), or pass NumPy "
+            "arrays."
+        )
+    return {"run_key": run_key, **data}
+
+
+def base_weights_digest(model: keras.Model, head_start: int) -> str:
+    """A SHA-256 (16 hex digits) of the weights of the layers before the head.
+
+    A checkpoint records it when its run starts, so that it resumes only on
+    a model rebuilt from the same base. The head's own weights are left
+    out: a model rebuilt after a crash may draw a new head, whose weights
+    the checkpoint replaces anyway.
+
+    Args:
+        model: The model, before training moves its weights.
+        head_start: Index into `flat_layers(model)` of the first head layer.
+
+    Returns:
+        The digest as 16 hex digits.
+
+    Example:
+
+    >>> base = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
+    >>> len(base_weights_digest(base, 1))
+    16
+    """
+    digest = hashlib.sha256()
+    for layer in flat_layers(model)[:head_start]:
+        for weight in layer.weights:
+            array = np.ascontiguousarray(keras.ops.convert_to_numpy(weight.value))
+            digest.update(f"{weight.path}{array.shape}{array.dtype}".encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def describe(value: Any) -> Any:
@@ -151,6 +262,11 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
         out = []
         for key in sorted(set(old) | set(new)):
             out += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        out = []
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
+            out += _differences(a, b, f"{prefix}{i}.")
         return out
     if old != new:
         return [f"{prefix[:-1]}: checkpoint {old!r}, now {new!r}"]
@@ -232,16 +348,7 @@ class TrainingCheckpoint:
                 f"this version of tlrecipes writes format {FORMAT}. {fix}"
             )
         if state["fingerprint"] != self.fingerprint:
-            changed = _differences(state["settings"], self.settings)
-            raise ValueError(
-                f"The checkpoint in {str(self.directory)!r} was made by a "
-                "two_phase_fit call with other settings, so resuming it would "
-                "mix two runs. Differences: "
-                + ("; ".join(changed[:8]) or "(data or model contents)")
-                + ". Fix: call again with the original settings to resume, or "
-                "delete the directory (or pass another checkpoint_dir) to "
-                "start over."
-            )
+            raise ValueError(self._mismatch(state.get("settings")))
         arrays = self.directory / state["arrays"]
         try:
             if sha256_file(arrays) != state["arrays_sha256"]:
@@ -256,6 +363,35 @@ class TrainingCheckpoint:
             ) from err
         self._written = int(state["written"])
         return state, model, optim
+
+    def _mismatch(self, saved: Any) -> str:
+        """Why the checkpoint belongs to another run, and the fix."""
+        changed = _differences(saved, self.settings)
+        base = any(c.startswith("base_weights:") for c in changed)
+        others = [c for c in changed if not c.startswith("base_weights:")]
+        text = (
+            f"The checkpoint in {str(self.directory)!r} was made by a "
+            "two_phase_fit call with other settings, data or starting base "
+            "weights, so resuming it would mix two runs."
+        )
+        if others:
+            more = f" and {len(others) - 8} more" if len(others) > 8 else ""
+            text += " Differences: " + "; ".join(others[:8]) + more + "."
+        if base:
+            text += (
+                " The base weights (the layers before the head) differ from "
+                "those the checkpointed run started from. Fix: rebuild the base "
+                "as it was at the start (the same source weights, the same "
+                "seed) and call again to resume, or pass another checkpoint_dir "
+                "(or delete this one) to start over."
+            )
+        else:
+            text += (
+                " Fix: call again with the original settings and data to "
+                "resume, or delete the directory (or pass another "
+                "checkpoint_dir) to start over."
+            )
+        return text
 
     def save(self, state: dict, model: keras.Model, optimizer: Any, label: str) -> None:
         """Writes the arrays, then points `state.json` to them (atomically).

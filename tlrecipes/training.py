@@ -33,7 +33,12 @@ from tlrecipes.batch_checks import check_fit_inputs
 from tlrecipes.batches import fit_inputs
 from tlrecipes.cached_head import CachedHeadPhase, cached_head_phase
 from tlrecipes.callbacks import RunCallbacks, logged_metric_names, monitor_mode
-from tlrecipes.checkpoint import TrainingCheckpoint, describe
+from tlrecipes.checkpoint import (
+    TrainingCheckpoint,
+    base_weights_digest,
+    data_identity,
+    describe,
+)
 from tlrecipes.checkpoint_dir import DirectoryLock, check_directory
 from tlrecipes.freezing import freeze_until, layer_index
 from tlrecipes.heads import base_bn_training, find_head_start, outputs_logits
@@ -79,6 +84,7 @@ def two_phase_fit(
     callbacks: Sequence[keras.callbacks.Callback] | None = None,
     seed: int | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
+    run_key: str | None = None,
     keep_best: str | tuple[str, str] | None = None,
     train_bn: bool | None = None,
     head_start: int | str | None = None,
@@ -133,8 +139,18 @@ def two_phase_fit(
             after an interruption resumes from it (see `tlrecipes.resume`).
             It must be new, empty or hold only this run's files (tlrecipes
             never deletes a file it did not write), and one run at a time
-            writes it (a lock file; see `tlrecipes.checkpoint_dir`).
+            writes it (a lock file; see `tlrecipes.checkpoint_dir`). A
+            checkpoint resumes only for the same job: the same settings, the
+            same data (arrays are hashed in full) and the same starting
+            weights of the layers before the head (the head's may differ).
             Defaults to None (no checkpoint).
+        run_key: With `checkpoint_dir`, a string that names the data, part
+            of what a checkpoint must match to resume. Required when `x` or
+            `validation_data` is streamed (a PyDataset, a tf.data.Dataset, a
+            generator), which tlrecipes cannot hash: derive it from what the
+            data are read from (`tlrecipes.lab.folder_key(data_dir)` for an
+            image folder). Optional with arrays. Unused without
+            `checkpoint_dir`. Defaults to None.
         keep_best: A logged metric (`"val_accuracy"`), or `(metric, "min" |
             "max")`: the model of the best epoch is saved to
             `<checkpoint_dir>/best.keras`. The direction is read from the
@@ -168,9 +184,10 @@ def two_phase_fit(
             channels, NaN/Inf, x/y or sample_weight of different lengths, a
             Python generator read by both phases, labels a compiled
             regression loss cannot compare with the output), a checkpoint
-            made by another run, or a `checkpoint_dir` that is a file, is
-            not writable, holds files tlrecipes did not write, or is being
-            written by another run.
+            made by another run (other settings, data or starting base
+            weights), streamed data with a `checkpoint_dir` but no `run_key`,
+            or a `checkpoint_dir` that is a file, is not writable, holds
+            files tlrecipes did not write, or is being written by another run.
         NaNLossError: If the loss becomes NaN or Inf; the model then holds the
             weights of the last epoch with a finite loss.
 
@@ -191,7 +208,8 @@ def two_phase_fit(
         unfreeze_from, callbacks, seed, checkpoint_dir, keep_best, train_bn,
         head_start, cache_features, fit_kwargs,
         settings={"head_lr": head_lr, "fine_tune_lr": fine_tune_lr,
-                  "optimizer": optimizer, "lr_multipliers": lr_multipliers},
+                  "optimizer": optimizer, "lr_multipliers": lr_multipliers,
+                  "run_key": run_key},
         check_data=check_data,
     )  # fmt: skip
     with plan.lock():  # checkpoint_dir: one writer at a time
@@ -314,6 +332,8 @@ class _Plan:
     def settings(self, extra: dict[str, Any]) -> dict[str, Any]:
         """What identifies this run for its checkpoint."""
         lr_multipliers = extra.pop("lr_multipliers", None)
+        data = {"x": self.x, "y": self.y, "validation_data": self.validation_data}
+        data = data_identity(data, extra.pop("run_key", None))
         return {
             **extra,
             **({"lr_multipliers": lr_multipliers} if lr_multipliers else {}),
@@ -325,8 +345,9 @@ class _Plan:
             "seed": self.seed,
             "compile": self.compiled,
             "fit_kwargs": {k: v for k, v in self.fit_kwargs.items() if k != "verbose"},
-            "data": {"x": self.x, "y": self.y, "validation_data": self.validation_data},
+            "data": data,
             "model": [[list(v.shape), str(v.dtype)] for v in self.model.variables],
+            "base_weights": base_weights_digest(self.model, self.head_start),
             "backend": keras.backend.backend(),
         }
 

@@ -58,6 +58,7 @@ _EXPORTS = {
     "first_batches": "recipe_inputs",
     "epochs_or_auto": "recipe_inputs",
     "exit_on_value_error": "recipe_inputs",
+    "folder_key": "fingerprints",
     "Task": "tasks",
     "get_task": "tasks",
     "list_tasks": "tasks",
