@@ -76,11 +76,11 @@ from tlrecipes.lab import (  # noqa: E402
     build_base,
     check_image_folder,
     check_out_folder,
+    checkpoint_run_key,
     cut_base,
     epochs_or_auto,
     exit_on_value_error,
     first_batches,
-    folder_key,
     load_image_folder,
     plot_learning_curves,
 )
@@ -130,9 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     # A checkpoint resumes only on the same image files, loaded the same way;
     # one of another run (other images) is refused with one line, as above.
-    loading = {"image_shape": data.image_shape, "batch_size": args.batch_size}
-    loading |= {"seed": args.seed, "quick": args.quick}
-    run_key = folder_key(args.data_dir, loading) if args.checkpoint_dir else None
+    run_key = checkpoint_run_key(args, data.image_shape)
     with exit_on_value_error():
         history = two_phase_fit(
             model,

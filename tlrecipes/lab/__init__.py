@@ -50,6 +50,7 @@ _EXPORTS = {
     # what the recipes take in
     "check_image_folder": "image_files",
     "check_out_folder": "recipe_inputs",
+    "checkpoint_run_key": "recipe_inputs",
     "build_base": "recipe_inputs",
     "saved_base": "recipe_inputs",
     "copy_base_weights": "recipe_inputs",

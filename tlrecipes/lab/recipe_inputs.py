@@ -33,6 +33,7 @@ import keras
 from tlrecipes.applications import application
 from tlrecipes.heads import find_base
 from tlrecipes.lab.backbones import cut_after_block, small_convnet
+from tlrecipes.lab.fingerprints import folder_key
 from tlrecipes.lab.image_files import IMAGE_SUFFIXES, check_image_folder
 from tlrecipes.safe_loading import safe_load_model
 
@@ -42,6 +43,7 @@ __all__ = [
     "build_base",
     "check_image_folder",
     "check_out_folder",
+    "checkpoint_run_key",
     "copy_base_weights",
     "cut_base",
     "epochs_or_auto",
@@ -54,6 +56,33 @@ __all__ = [
 #: recipes' default backbone (EfficientNet-Lite0, about 150 images/s forward at
 #: 128 px; it was trained at 224).
 DEFAULT_IMAGE_SIZE = 128
+
+
+def checkpoint_run_key(args: Any, image_shape: tuple[int, ...]) -> str | None:
+    """A recipe's `run_key` for `two_phase_fit`: its image files, loaded its way.
+
+    A checkpoint then resumes only on the same files (`folder_key` hashes
+    every image's path and bytes) read with the same image shape, batch size,
+    seed and `--quick`; another run's checkpoint is refused before training.
+
+    Args:
+        args: The recipe's parsed arguments (`data_dir`, `checkpoint_dir`,
+            `batch_size`, `seed`, `quick`).
+        image_shape: The shape the images are loaded at.
+
+    Returns:
+        The key, or None without `--checkpoint-dir` (nothing is hashed then).
+
+    Example:
+
+    >>> import argparse
+    >>> checkpoint_run_key(argparse.Namespace(checkpoint_dir=None), (8, 8, 3))
+    """
+    if not args.checkpoint_dir:
+        return None
+    loading = {"image_shape": image_shape, "batch_size": args.batch_size}
+    loading |= {"seed": args.seed, "quick": args.quick}
+    return folder_key(args.data_dir, loading)
 
 
 def check_out_folder(
