@@ -2,14 +2,16 @@
 
 The table, from the transfer-learning tutorial this project grew from (after
 CS231n's notes), crosses the size of the target data with its similarity to
-the source problem. It is advice, not evidence:
-`tlrecipes study` measures each cell on the offline tasks, and `advise` says
-where the measured best disagrees.
+the source problem. The table is advice, not
+evidence: `tlrecipes study` measures each cell on the offline tasks, and
+`advise` quotes that measurement (`tlrecipes.lab.evidence`) beside the rule,
+saying when it is a tie or disagrees.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 __all__ = [
     "Advice", "advise", "earlier_cut", "BLOCK_NAMED", "SMALL_MAX_PER_CLASS", "CASES"
@@ -91,6 +93,7 @@ class Advice:
     why: str
     code: str
     command: str
+    measured: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         return "\n".join(
@@ -102,8 +105,17 @@ class Advice:
                 f"  {self.tutorial_says}",
                 f"Why: {self.why}",
                 "Based on: the source tutorial's 2x2 table (dataset size x "
-                "similarity; rules, not measurements). Run `tlrecipes study` to "
-                "measure all strategies against a from-scratch twin.",
+                "similarity; rules), "
+                + (
+                    "checked against the measured row below."
+                    if self.measured
+                    else "not checked against measurements."
+                ),
+                *self.measured,
+                "Run `tlrecipes study` to measure every strategy against a "
+                "from-scratch twin on your own setting "
+                "(`tlrecipes advise --evidence OUT/summary.json` then answers "
+                "from it).",
                 "",
                 "Run it on your own image folder:",
                 f"  python {self.command}"
@@ -146,7 +158,10 @@ def earlier_cut(backbone: str | None = None) -> str:
 
 
 def advise(
-    images_per_class: int, similar: bool, backbone: str | None = None
+    images_per_class: int,
+    similar: bool,
+    backbone: str | None = None,
+    evidence: str | Path | None = "shipped",
 ) -> Advice:
     """Recommends a transfer-learning recipe for a target dataset.
 
@@ -156,6 +171,13 @@ def advise(
             (natural photos for ImageNet, clothing for a Fashion-MNIST source).
         backbone: The backbone the recipe will use, for the earlier-block
             command (see `earlier_cut`). Defaults to None: the recipes' default.
+        evidence: Where the measurements come from: `"shipped"` (the
+            default) for the committed study shipped with the package, the
+            path of a `tlrecipes study` run's `summary.json`, or None for the
+            table's rules alone. The advice then quotes the measured row of
+            its case: the recipe against the from-scratch twin with its 95%
+            interval and verdict, the best strategy picked on validation, and
+            says so when the evidence is a tie or disagrees with the table.
 
     Returns:
         An `Advice`; `print()` it.
@@ -169,6 +191,8 @@ def advise(
     'feature_extractor'
     >>> advise(500, similar=False).strategy
     'fine_tune_all'
+    >>> print(advise(400, similar=True).measured[-2])  # doctest: +ELLIPSIS
+      Best on validation: earlier_block.
     """
     if isinstance(images_per_class, bool) or not isinstance(images_per_class, int):
         raise ValueError(
@@ -184,6 +208,14 @@ def advise(
     size = "small" if images_per_class <= SMALL_MAX_PER_CLASS else "large"
     similarity = "similar" if similar else "different"
     strategy, says, why = CASES[(size, similarity)]
+    measured: list[str] = []
+    if evidence is not None:
+        from tlrecipes.lab.evidence import describe_measurement, load_evidence
+
+        source = None if str(evidence) == "shipped" else evidence
+        measured = describe_measurement(
+            load_evidence(source), size, similarity, strategy, images_per_class
+        )
     return Advice(
         size=size,
         similarity=similarity,
@@ -198,4 +230,5 @@ def advise(
             if strategy == "earlier_block"
             else ""
         ),
+        measured=measured,
     )

@@ -126,6 +126,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "--data-dir", help="a folder with one subfolder of images per class"
     )
     adv.add_argument("--backbone", default=None, help="backbone you plan to use")
+    adv.add_argument(
+        "--evidence",
+        default="shipped",
+        help="measurements to quote: 'shipped' (the committed study, default), "
+        "a `tlrecipes study` run's summary.json, or 'none' for the rules alone",
+    )
     return parser
 
 
@@ -173,7 +179,12 @@ def _advise(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    advice = advise(n, args.similar, backbone=args.backbone)
+    evidence = None if args.evidence.lower() == "none" else args.evidence
+    try:
+        advice = advise(n, args.similar, backbone=args.backbone, evidence=evidence)
+    except ValueError as err:
+        print(f"tlrecipes advise: error: {err}", file=sys.stderr)
+        return 2
     if args.data_dir:
         advice.command += f" --data-dir {args.data_dir}"
     if args.backbone:
