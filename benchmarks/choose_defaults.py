@@ -18,6 +18,9 @@ configurations, one chosen per (task, size) on the validation split only.
                    every layer training, the README call's number of steps)
                    over K learning rates
 
+The README call's `validation_data=(x_val, y_val)` is not passed: it only
+logs; validation is read by a `LearningCurve` at the same points in every arm.
+
 The protocol (`tlrecipes.lab.comparison`): every run holds out
 `VAL_PER_CLASS` validation images per class from the target's training pool
 (drawn with the seed alone, the same for every size), reads validation at
@@ -628,13 +631,13 @@ def time_sample(task: str, steps: int = 30) -> dict[str, float]:
     from tlrecipes.freezing import unfreeze
     from tlrecipes.heads import find_base
     from tlrecipes.lab import get_task
+    from tlrecipes.lab.array_splits import as_array_splits
     from tlrecipes.lab.evaluation import accuracy_of
 
     source = _source(task)
-    data = get_task(task).target_data()
+    data = as_array_splits(get_task(task).target_data(), "target", task)
     n = steps * BATCH_SIZE
-    x = data.x_train[:n].astype("float32")[..., None] / 255.0
-    y = np.asarray(data.y_train[:n])
+    x, y = data.x_train[:n], np.asarray(data.y_train[:n])
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     out = {}
     start = time.perf_counter()
@@ -651,12 +654,26 @@ def time_sample(task: str, steps: int = 30) -> dict[str, float]:
         t0 = time.perf_counter()
         model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0)
         out[name] = (time.perf_counter() - t0) / steps
-    x_test = data.x_test[:2000].astype("float32")[..., None] / 255.0
+    x_test = data.x_test[:2000]
     accuracy_of(model, x_test[:256], data.y_test[:256])
     t0 = time.perf_counter()
     accuracy_of(model, x_test, data.y_test[:2000])
     out["per_eval_image"] = (time.perf_counter() - t0) / len(x_test)
     out["overhead_per_run"] -= out["head_step"]
+    # two_phase_fit's phase 1 trains the head on cached base features: one
+    # forward pass over the images, then steps of the head alone.
+    from tlrecipes import two_phase_fit
+
+    model = build_model("two_phase_fit", source, 5, 0)
+    fit = {"fine_tune_epochs": 0, "batch_size": BATCH_SIZE, "verbose": 0}
+    two_phase_fit(model, x, y, head_epochs=1, **fit)  # warm-up
+    seconds = []
+    for epochs in (1, 6):
+        t0 = time.perf_counter()
+        two_phase_fit(model, x, y, head_epochs=epochs, **fit)
+        seconds.append(time.perf_counter() - t0)
+    out["cached_head_step"] = max(0.0, (seconds[1] - seconds[0]) / (5 * steps))
+    out["cached_head_call"] = max(0.0, seconds[0] - steps * out["cached_head_step"])
     return {k: round(v, 6) for k, v in out.items()}
 
 
@@ -674,9 +691,16 @@ def estimate(plan: dict, timing: dict[str, float]) -> dict[str, Any]:
                 head = e["head"] * e["spe"]
                 full = e["total"] * e["spe"] - head
                 evals = len(_eval_epochs(e["total"], plan["curve_points"])) * n_val
+                head_cost = head * timing["head_step"]
+                if arm == "two_phase_fit":  # phase 1 on cached features
+                    head_cost = (
+                        timing["cached_head_call"]
+                        + n_train * timing["per_eval_image"]
+                        + head * timing["cached_head_step"]
+                    )
                 run = (
                     timing["overhead_per_run"]
-                    + head * timing["head_step"]
+                    + head_cost
                     + full * timing["full_step"]
                     + evals * timing["per_eval_image"]
                 )
@@ -750,7 +774,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{c['task']:17s} {c['size']:5d}/class {c['seconds'] / 60:8.1f} min")
         runs = sum(len(plan["sizes"][t]) for t in plan["tasks"]) * len(plan["seeds"])
         runs *= sum(len(g) for g in plan["grids"].values())
-        print(f"timing sample on {device}: {timing}")
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(f"timing sample on {device}, load average {load:.1f}: {timing}")
         clipped = [(c["task"], c["requested"], c["run"]) for c in plan["clipped"]]
         print(
             f"{runs} training runs, projected {est['seconds'] / 60:.0f} min "

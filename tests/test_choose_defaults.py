@@ -174,3 +174,20 @@ def test_plan_clips_sizes_to_the_offline_data(monkeypatch):
     assert plan["sizes"]["mnist_a_to_b"] == [10, most]
     assert [c["requested"] for c in plan["clipped"]] == [1000, 6000]
     assert len(plan["seeds"]) == 5
+
+
+def test_estimate_scales_with_seeds_and_counts_every_cell(monkeypatch):
+    monkeypatch.setenv("TLRECIPES_OFFLINE", "1")
+    script = _load_script()
+    args = script._parser().parse_args(["--tasks", "mnist_a_to_b", "--sizes", "5"])
+    plan = script.make_plan(args, "CPU: test")
+    timing = {
+        "overhead_per_run": 1.0, "head_step": 0.01, "full_step": 0.02,
+        "per_eval_image": 1e-4, "cached_head_step": 0.001, "cached_head_call": 0.5,
+    }  # fmt: skip
+    one = script.estimate(plan, timing)
+    plan["seeds"] = plan["seeds"] * 2
+    two = script.estimate(plan, timing)
+    assert [c["size"] for c in one["cells"]] == [5]
+    assert one["seconds"] > 27 * 5  # 27 runs a seed, at least 1 s each
+    assert two["seconds"] == pytest.approx(2 * one["seconds"], abs=1)
