@@ -360,6 +360,8 @@ def run_cells(plan: dict, ckpt: str, workers: int, log) -> list[dict]:
             log(f"done {task} {size}/class seed {seed} "
                 f"({time.perf_counter() - start:.0f} s)")  # fmt: skip
         return rows
+    for task in plan["tasks"]:
+        _source(task)  # trained and cached once here, not raced by the workers
     plan_file = Path(ckpt) / "plan.json"
     plan_file.write_text(json.dumps(plan))
     env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")
@@ -795,6 +797,7 @@ def main(argv: list[str] | None = None) -> int:
         f"sizes {plan['sizes']}, {len(plan['seeds'])} seeds, budget "
         f"{plan['tuning_budget']} configurations per arm")  # fmt: skip
     ckpt = args.checkpoints or tempfile.mkdtemp(prefix="choose-defaults-")
+    Path(ckpt).mkdir(parents=True, exist_ok=True)
     try:
         rows = run_cells(plan, ckpt, args.workers, log)
         pooled = pooled_choice(rows, plan)
