@@ -69,7 +69,6 @@ TASKS = ("fashion_a_to_b", "fashion_to_mnist", "mnist_a_to_b")
 SIZES = (5, 10, 100, 1000, 6000)
 VAL_PER_CLASS = 50
 FINE_TUNE_EPOCHS = 10  # the README call's
-MIN_HEAD_STEPS = 200  # head_epochs="auto"
 GUIDE_EPOCHS = (20, 10)  # the Keras guide, counted in epochs
 GUIDE_RATES = (1e-3, 1e-5)
 CURVE_POINTS = 10
@@ -142,6 +141,7 @@ def _available(task: str) -> tuple[int, str]:
 def make_plan(args: argparse.Namespace, device: str) -> dict[str, Any]:
     """Tasks, sizes (clipped to the data), seeds, grids and budgets."""
     from tlrecipes.lab.comparison import min_seeds
+    from tlrecipes.training import MIN_HEAD_STEPS
 
     quick = bool(args.quick)
     tasks = list(args.tasks or (QUICK["tasks"] if quick else TASKS))
@@ -195,7 +195,9 @@ def make_plan(args: argparse.Namespace, device: str) -> dict[str, Any]:
         "val_per_class": val,
         "batch_size": BATCH_SIZE,
         "fine_tune_epochs": QUICK["fine_tune_epochs"] if quick else FINE_TUNE_EPOCHS,
-        "min_head_steps": QUICK["min_head_steps"] if quick else MIN_HEAD_STEPS,
+        "min_head_steps": QUICK["min_head_steps"]
+        if quick
+        else MIN_HEAD_STEPS,  # "auto"
         "head_epochs": "explicit (quick)" if quick else "auto",
         "guide_epochs": list(QUICK["guide_epochs"] if quick else GUIDE_EPOCHS),
         "curve_points": QUICK["curve_points"] if quick else CURVE_POINTS,
