@@ -1,8 +1,8 @@
 """Measures whether fine-tuning controls beat plain two-phase fine-tuning.
 
-On the offline large/similar task (fashion_a_to_b, 500 images per class) and
-large/different task (fashion_to_mnist, 400 per class: all the offline MNIST
-has), with the shipped source model, for several seeds:
+On the offline large/similar task (fashion_a_to_b, 500 training images per
+class) and large/different task (fashion_to_mnist, 350 per class: the offline
+MNIST holds 400, 50 of them go to validation), with the shipped source model:
 
     head_only          phase 1 only: the new head on frozen features
     plain              + unfreeze the base (BatchNorm frozen), Adam at LR
@@ -11,15 +11,23 @@ has), with the shipped source model, for several seeds:
     gradual            + gradual unfreezing: block3, then block2, then block1
     surgical_<g>       + tune only group g (block1, block2, block3, head)
 
-Every method starts from the same phase-1 model of its (task, seed) and gets
-the same phase-2 budget (FINE_TUNE_EPOCHS epochs at the same batch size), so
-differences are paired by seed. Test accuracy is on the full official test
-split. Writes results.json, results.csv, finetune_controls.png and README.md
-(table, effect sizes against plain with their spread over seeds, and the
-machine, backend and duration).
+The protocol (`tlrecipes.lab.comparison`): every run holds out
+`VAL_PER_CLASS` validation images per class from the training pool (drawn
+with the seed alone), reads validation after every epoch and keeps its
+best-validation weights; the test split is read once per method and seed, on
+those weights. Every method starts from the same phase-1 model of its (task,
+seed) (the head's best-validation weights) and gets the same phase-2 budget
+(`FINE_TUNE_EPOCHS` epochs at the same batch size), so differences are paired
+by seed. Per task, the best method is picked on validation (`pick_best`) and
+measured against plain on test (`compare`), and every method is compared with
+plain (`compare_to_baseline`, Bonferroni over the methods). Seeds default to
+`min_seeds` of the device (5 on a CPU, 10 on a GPU); a full run refuses a
+dirty git tree (`--allow-dirty` records it) and fewer seeds. Writes
+results.json (with provenance), results.csv, finetune_controls.png and
+README.md.
 
     python benchmarks/compare_finetune_controls.py --out reports/finetune_controls
-    python benchmarks/compare_finetune_controls.py --quick --out /tmp/ftc   # ~1 min
+    python benchmarks/compare_finetune_controls.py --quick --out /tmp/ftc
 
 Each (task, seed) cell can run in its own process (`--workers N`); on a GPU
 set XLA_PYTHON_CLIENT_PREALLOCATE=false (the script does for its workers).
@@ -32,16 +40,17 @@ import argparse
 import csv
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
+from typing import Any
 
-TASKS = {"fashion_a_to_b": 500, "fashion_to_mnist": 400}
-SEEDS = (0, 1, 2)
-HEAD_EPOCHS = 5  # over 200 steps on both tasks (79 and 125 steps per epoch)
+TASKS = {"fashion_a_to_b": 500, "fashion_to_mnist": 350}
+VAL_PER_CLASS = 50
+HEAD_EPOCHS = 5  # over 200 steps on both tasks (79 and 110 steps per epoch)
 FINE_TUNE_EPOCHS = 6  # gradual: 3 stages of 2 epochs
 FINE_TUNE_LR = 1e-4
 BATCH_SIZE = 32
@@ -56,290 +65,298 @@ METHODS = (
     "surgical_block3",
     "surgical_head",
 )
+#: `--quick`: 30 images per class, 10 for validation, 2 seeds (the fewest a
+#: paired interval needs), 1 + 3 epochs, the first 500 test images.
+QUICK = {"n": 30, "val_per_class": 10, "seeds": 2, "head_epochs": 1,
+         "fine_tune_epochs": 3, "test_images": 500}  # fmt: skip
 
 
-def _accuracy(model, x, y, batch: int = 1000) -> float:
-    """Accuracy by direct calls (no predict function to compile)."""
+def _best_on_validation(x_val, y_val):
+    """A callback reading validation after every epoch, keeping the best weights."""
     import keras
 
-    hits = 0
-    for i in range(0, len(x), batch):
-        out = keras.ops.convert_to_numpy(model(x[i : i + batch], training=False))
-        hits += int((out.argmax(-1) == y[i : i + batch]).sum())
-    return hits / len(x)
+    from tlrecipes.lab import evaluation
+
+    class BestOnValidation(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.scores: list[float] = []
+            self.best, self.best_epoch, self.weights = None, None, None
+
+        def on_epoch_end(self, epoch, logs=None):
+            score = evaluation.accuracy_of(self.model, x_val, y_val, BATCH_SIZE)
+            self.scores.append(score)
+            if self.best is None or score > self.best:  # ties keep the earliest
+                self.best, self.best_epoch = score, len(self.scores)
+                self.weights = self.model.get_weights()
+
+    return BestOnValidation()
+
+
+def _read_test(model, x, y) -> float:
+    """The one read of the test split of a final model."""
+    from tlrecipes.lab import evaluation
+
+    return evaluation.accuracy_of(model, x, y, BATCH_SIZE)
+
+
+def _sizes(quick: bool) -> tuple[dict[str, int], int]:
+    if quick:
+        return {t: QUICK["n"] for t in TASKS}, QUICK["val_per_class"]
+    return dict(TASKS), VAL_PER_CLASS
 
 
 def run_cell(task_name: str, seed: int, quick: bool, lr: float) -> list[dict]:
     """Every method for one (task, seed), from one shared phase-1 model."""
     import keras
-    import numpy as np
 
     from tlrecipes import add_head, two_phase_fit
     from tlrecipes.discriminative import lr_multipliers
     from tlrecipes.finetune import gradual_unfreeze_fit, surgical_fit
     from tlrecipes.lab import get_task, load_source_model, train_source_model
+    from tlrecipes.lab.array_splits import target_splits
 
-    n = 30 if quick else TASKS[task_name]
-    head_epochs = 1 if quick else HEAD_EPOCHS
-    fine_epochs = 3 if quick else FINE_TUNE_EPOCHS
+    sizes, val_per_class = _sizes(quick)
+    n = sizes[task_name]
+    head_epochs = QUICK["head_epochs"] if quick else HEAD_EPOCHS
+    fine_epochs = QUICK["fine_tune_epochs"] if quick else FINE_TUNE_EPOCHS
     try:
         source = load_source_model(task_name)
     except FileNotFoundError:
         source = train_source_model(task_name)
-    data = get_task(task_name).target_subset(n, seed=seed)
-    x, y = data.x_train.astype("float32") / 255.0, data.y_train
-    x_test, y_test = data.x_test.astype("float32") / 255.0, data.y_test
-    if x.ndim == 3:
-        x, x_test = x[..., None], x_test[..., None]
+    data = target_splits(get_task(task_name), n, seed, val_per_class)
+    x, y = data.x_train, data.y_train
+    x_test, y_test = data.x_test, data.y_test
     if quick:
-        x_test, y_test = x_test[:500], y_test[:500]
-    classes = len(data.class_names)
+        x_test, y_test = x_test[: QUICK["test_images"]], y_test[: QUICK["test_images"]]
     fit = {"batch_size": BATCH_SIZE, "verbose": 0}
 
     start = time.perf_counter()
     keras.utils.set_random_seed(seed)
-    model = add_head(source.copy_base(), classes)
+    model = add_head(source.copy_base(), data.num_classes)
+    best = _best_on_validation(data.x_val, data.y_val)
     two_phase_fit(
-        model, x, y, head_epochs=head_epochs, fine_tune_epochs=0, **fit,
+        model, x, y, head_epochs=head_epochs, fine_tune_epochs=0,
+        callbacks=[best], **fit,
     )  # fmt: skip
-    after_head = [np.array(keras.ops.convert_to_numpy(v)) for v in model.variables]
+    model.set_weights(best.weights)
+    after_head = model.get_weights()
     rows = []
 
-    def record(method: str, t0: float, **extra) -> None:
+    def record(method: str, t0: float, best, **extra) -> None:
+        model.set_weights(best.weights)  # the final model: best on validation
         rows.append(
             {
                 "task": task_name,
                 "n_per_class": n,
+                "val_per_class": val_per_class,
                 "seed": seed,
                 "method": method,
-                "test_accuracy": round(_accuracy(model, x_test, y_test), 4),
+                "val_accuracy": best.best,
+                "best_epoch": best.best_epoch,
+                "val_curve": best.scores,
+                "test_accuracy": round(_read_test(model, x_test, y_test), 4),
+                "test_reads": 1,
+                "n_val": len(data.x_val),
+                "n_test": len(x_test),
                 "seconds": round(time.perf_counter() - t0, 2),
                 **extra,
             }
         )
 
-    record("head_only", start, phase2_epochs=0)
+    record("head_only", start, best, phase2_epochs=0)
     for method in METHODS[1:]:
         t0 = time.perf_counter()
-        for variable, value in zip(model.variables, after_head, strict=True):
-            variable.assign(value)
+        model.set_weights(after_head)
         keras.utils.set_random_seed(seed + 1000)  # same batch order for all
+        best = _best_on_validation(data.x_val, data.y_val)
+        run = {**fit, "callbacks": [best]}
         if method in ("plain", "discriminative", "discriminative_hi"):
             top = lr * (10 if method == "discriminative_hi" else 1)
             multipliers = None if method == "plain" else lr_multipliers(model, 2.6)
             two_phase_fit(
                 model, x, y, head_epochs=0, fine_tune_epochs=fine_epochs,
-                fine_tune_lr=top, lr_multipliers=multipliers, **fit,
+                fine_tune_lr=top, lr_multipliers=multipliers, **run,
             )  # fmt: skip
         elif method == "gradual":
             gradual_unfreeze_fit(
                 model, x, y, epochs_per_stage=max(1, fine_epochs // 3),
-                learning_rate=lr, **fit,
+                learning_rate=lr, **run,
             )  # fmt: skip
         else:
             block = method.removeprefix("surgical_")
             surgical_fit(model, x, y, block=block, epochs=fine_epochs,
-                         learning_rate=lr, **fit)  # fmt: skip
-        record(method, t0, phase2_epochs=fine_epochs)
+                         learning_rate=lr, **run)  # fmt: skip
+        record(method, t0, best, phase2_epochs=fine_epochs)
     return rows
 
 
-def _device() -> str:
-    try:
-        import keras
+def summarise(rows: list[dict], device: str, quick: bool) -> dict[str, Any]:
+    """Per task: means, the validation pick, and comparisons with plain on test."""
+    from tlrecipes.lab.comparison import (
+        check_seeds,
+        compare,
+        compare_to_baseline,
+        pick_best,
+    )
 
-        if keras.backend.backend() == "jax":
-            import jax
-
-            device = jax.devices()[0]
-            if device.platform != "cpu":
-                return f"{device.device_kind} (JAX)"
-        if keras.backend.backend() == "torch":
-            import torch
-
-            if torch.cuda.is_available():
-                return torch.cuda.get_device_name(0)
-    except Exception:  # noqa: BLE001 - a label only
-        pass
-    proc = platform.processor() or platform.machine()
-    return f"{os.cpu_count()}-core CPU ({proc}), no GPU"
-
-
-def summarise(rows: list[dict]) -> list[dict]:
-    """Mean, std over seeds, and the paired difference to `plain` per seed."""
-    plain = {
-        (r["task"], r["seed"]): r["test_accuracy"]
-        for r in rows
-        if r["method"] == "plain"
-    }
-    out = []
+    out = {}
     for task in dict.fromkeys(r["task"] for r in rows):
-        for method in METHODS:
-            sel = [r for r in rows if r["task"] == task and r["method"] == method]
-            if not sel:
-                continue
-            accs = [r["test_accuracy"] for r in sel]
-            diffs = [
-                r["test_accuracy"] - plain[(task, r["seed"])]
-                for r in sel
-                if (task, r["seed"]) in plain
-            ]
-            out.append(
-                {
-                    "task": task,
-                    "method": method,
-                    "mean": round(statistics.mean(accs), 4),
-                    "std": round(statistics.stdev(accs), 4) if len(accs) > 1 else 0.0,
-                    "diff_vs_plain": round(statistics.mean(diffs), 4)
-                    if diffs
-                    else None,
-                    "diff_std": round(statistics.stdev(diffs), 4)
-                    if len(diffs) > 1
-                    else 0.0,
-                    "wins_vs_plain": sum(d > 0 for d in diffs),
-                    "seeds": len(accs),
-                    "seconds": round(statistics.mean(r["seconds"] for r in sel), 2),
+        sel = [r for r in rows if r["task"] == task]
+        methods = [m for m in METHODS if any(r["method"] == m for r in sel)]
+        val = {m: {r["seed"]: r["val_accuracy"] for r in sel if r["method"] == m}
+               for m in methods}  # fmt: skip
+        test = {m: {r["seed"]: r["test_accuracy"] for r in sel if r["method"] == m}
+                for m in methods}  # fmt: skip
+        pick = pick_best(val)
+        family = compare_to_baseline(test, "plain")
+        picked = compare(test[pick], test["plain"], name_a=pick, name_b="plain")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            check_seeds([*family, picked], device, strict=not quick)
+        out[task] = {
+            "methods": {
+                m: {
+                    "test": _spread(test[m].values()),
+                    "validation": _spread(val[m].values()),
+                    "seconds": round(
+                        statistics.mean(r["seconds"] for r in sel if r["method"] == m),
+                        2,
+                    ),
                 }
-            )
+                for m in methods
+            },  # fmt: skip
+            "choice": {
+                "method": pick,
+                "chosen_on": "validation",
+                "validation_mean": _spread(val[pick].values())["mean"],
+                "validation": {str(s): v for s, v in val[pick].items()},
+                "candidates": len(methods),
+            },
+            "pick_vs_plain": picked.to_dict() | {"points": picked.points},
+            "comparisons": [c.to_dict() | {"points": c.points} for c in family],
+            "seed_warning": [str(w.message) for w in caught],
+        }
     return out
 
 
-def _verdict(s: dict) -> str:
-    """A rule, stated in the README: paired difference against its spread."""
-    d, sd, n = s["diff_vs_plain"], s["diff_std"], s["seeds"]
-    if s["method"] == "plain" or d is None:
-        return "reference"
-    if n < 2:
-        return "one seed: no verdict"
-    margin = 2 * sd / n**0.5  # about a 2-standard-error band
-    if d > margin and s["wins_vs_plain"] == n:
-        return "better than plain"
-    if d < -margin and s["wins_vs_plain"] == 0:
-        return "worse than plain"
-    return "within seed spread"
+def _spread(values) -> dict[str, float]:
+    values = list(values)
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": round(statistics.mean(values), 4), "std": round(sd, 4)}
 
 
-def plot(summary: list[dict], path: Path) -> None:
+def plot(summary: dict[str, Any], path: Path) -> None:
     from matplotlib.figure import Figure
 
-    tasks = list(dict.fromkeys(s["task"] for s in summary))
+    tasks = list(summary)
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     axes = fig.subplots(1, len(tasks), squeeze=False)[0]
     for ax, task in zip(axes, tasks, strict=True):
-        sel = [s for s in summary if s["task"] == task]
-        names = [s["method"] for s in sel]
-        means = [s["mean"] for s in sel]
+        methods = summary[task]["methods"]
+        names = list(methods)
+        means = [methods[m]["test"]["mean"] for m in names]
+        stds = [methods[m]["test"]["std"] for m in names]
         colors = ["0.6" if m in ("head_only", "plain") else "C0" for m in names]
-        ax.bar(range(len(sel)), means, yerr=[s["std"] for s in sel], color=colors,
-               capsize=3)  # fmt: skip
-        plain = next((s["mean"] for s in sel if s["method"] == "plain"), None)
-        if plain is not None:
-            ax.axhline(plain, color="k", lw=0.8, ls="--", label="plain")
-        low = min(m - s["std"] for m, s in zip(means, sel, strict=True))
+        ax.bar(range(len(names)), means, yerr=stds, color=colors, capsize=3)
+        if "plain" in methods:
+            ax.axhline(methods["plain"]["test"]["mean"], color="k", lw=0.8, ls="--",
+                       label="plain")  # fmt: skip
+        low = min(m - s for m, s in zip(means, stds, strict=True))
         ax.set_ylim(max(0.0, low - 0.03), min(1.0, max(means) + 0.03))
-        ax.set_xticks(range(len(sel)), names, rotation=45, ha="right")
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
         ax.set_ylabel("test accuracy (mean ± std over seeds)")
         ax.set_title(task)
         ax.legend(loc="lower right", fontsize="small")
     fig.savefig(path, dpi=130)
 
 
+def _comparisons(items: list[dict]):
+    from tlrecipes.lab.comparison import Comparison
+
+    fields = Comparison.__dataclass_fields__
+    return [
+        Comparison(**{k: tuple(v) if isinstance(v, list) else v
+                      for k, v in c.items() if k in fields})
+        for c in items
+    ]  # fmt: skip
+
+
 def write_readme(result: dict, path: Path) -> None:
+    from tlrecipes.lab.comparison import summary_table
+    from tlrecipes.lab.record import header_line
+
+    plan = result["plan"]
+    sizes = ", ".join(f"{t} {n}" for t, n in plan["n_per_class"].items())
     lines = [
         "# Fine-tuning controls vs plain two-phase fine-tuning",
         "",
         f"Generated by `benchmarks/compare_finetune_controls.py` "
-        f"({'QUICK smoke run: not results' if result['quick'] else 'full run'}) on "
-        f"{result['device']}, Keras {result['keras']} with the {result['backend']} "
-        f"backend, in {result['seconds']:.0f} s.",
+        f"({'QUICK smoke run: not results' if result['quick'] else 'full run'}): "
+        f"{header_line(result['provenance'], duration=result['seconds'])}"
+        + (" · **dirty tree**" if result["provenance"].get("dirty") else "")
+        + ".",
         "",
-        f"Setup: shipped source model per task; phase 1 trains the head "
-        f"({result['head_epochs']} epochs, at least 200 steps, lr 3e-3); every "
-        f"method then gets {result['fine_tune_epochs']} epochs at batch size "
-        f"{BATCH_SIZE} from the same phase-1 weights, base rate "
-        f"{result['lr']:g}. Seeds: {result['seeds']}. Test accuracy on the full "
-        "official test split.",
+        f"Setup: shipped source model per task; training images per class: {sizes}; "
+        f"{plan['val_per_class']} per class for validation, "
+        f"disjoint; phase 1 trains the head ({plan['head_epochs']} epoch(s), "
+        f"`two_phase_fit`'s head_lr); every method then gets "
+        f"{plan['fine_tune_epochs']} epochs at batch size {BATCH_SIZE} from the "
+        f"same phase-1 weights (the head's best-validation point), base rate "
+        f"{plan['lr']:g}. Each run keeps its best-validation epoch; test is read "
+        f"once per method and seed, on it. Seeds: {plan['seeds']}.",
         "",
-        "| task | method | accuracy (mean ± std) | vs plain (paired mean ± std) "
-        "| seeds better | verdict |",
-        "|---|---|---|---|---|---|",
+        "| task | method | test accuracy (mean ± std) | validation (mean) |",
+        "|---|---|---|---|",
     ]
-    for s in result["summary"]:
-        diff = (
-            ""
-            if s["diff_vs_plain"] is None
-            else (f"{s['diff_vs_plain']:+.4f} ± {s['diff_std']:.4f}")
-        )
-        lines.append(
-            f"| {s['task']} | {s['method']} | {s['mean']:.4f} ± {s['std']:.4f} | "
-            f"{diff} | {s['wins_vs_plain']}/{s['seeds']} | {_verdict(s)} |"
-        )
+    for task, s in result["summary"].items():
+        for m, v in s["methods"].items():
+            lines.append(
+                f"| {task} | {m} | {v['test']['mean']:.4f} ± {v['test']['std']:.4f} "
+                f"| {v['validation']['mean']:.4f} |"
+            )
+    for task, s in result["summary"].items():
+        choice = s["choice"]
+        lines += [
+            "",
+            f"## {task}",
+            "",
+            f"Picked on validation among {choice['candidates']} methods: "
+            f"**{choice['method']}** (validation {choice['validation_mean']:.4f}); "
+            "measured against plain on test:",
+            "",
+            summary_table(_comparisons([s["pick_vs_plain"]])),
+            "",
+            "Every method against plain, on test:",
+            "",
+            summary_table(_comparisons(s["comparisons"])),
+        ]
     lines += [
         "",
-        "Verdict rule: a method is *better* (*worse*) than plain when its "
-        "paired difference is above (below) two standard errors of the "
-        "per-seed differences AND it wins (loses) on every seed; otherwise "
-        "*within seed spread*. With 3 seeds this is a coarse test: read the "
-        "effect sizes, not only the verdicts.",
+        "Verdicts follow from the paired 95% interval alone (ahead: above 0; "
+        "behind: below 0; else tie); see `tlrecipes.lab.comparison`.",
         "",
         "![accuracy per method](finetune_controls.png)",
-        "",
-        "## Reading",
-        "",
-    ]
-    for task in dict.fromkeys(s["task"] for s in result["summary"]):
-        sel = [s for s in result["summary"] if s["task"] == task]
-        best = max(sel, key=lambda s: s["mean"])
-        better = [s["method"] for s in sel if _verdict(s) == "better than plain"]
-        worse = [s["method"] for s in sel if _verdict(s) == "worse than plain"]
-        spread = max(s["std"] for s in sel)
-        lines.append(
-            f"- **{task}**: highest mean {best['method']} ({best['mean']:.4f}); "
-            f"better than plain: {', '.join(better) or 'none'}; worse: "
-            f"{', '.join(worse) or 'none'}; largest seed std {spread:.4f}."
-        )
-    lines += [
-        "",
-        "(The lines above are generated from the numbers by the rule stated; "
-        "interpretation belongs in the notebook or report that cites them.)",
         "",
     ]
     path.write_text("\n".join(lines))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="reports/finetune_controls")
-    parser.add_argument("--quick", action="store_true", help="a ~1 minute smoke run")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--seeds", type=int, default=len(SEEDS))
-    parser.add_argument("--lr", type=float, default=FINE_TUNE_LR)
-    parser.add_argument(
-        "--cell", nargs=2, metavar=("TASK", "SEED"), help=argparse.SUPPRESS
-    )
-    args = parser.parse_args(argv)
-    if args.cell:
-        rows = run_cell(args.cell[0], int(args.cell[1]), args.quick, args.lr)
-        print("ROWS " + json.dumps(rows))
-        return 0
-    seeds = list(range(1 if args.quick else args.seeds))
-    cells = [(task, seed) for task in TASKS for seed in seeds]
+def run_cells(cells, args, log) -> list[dict]:
+    rows: list[dict] = []
     start = time.perf_counter()
+    if args.workers <= 1:
+        for task, seed in cells:
+            rows += run_cell(task, seed, args.quick, args.lr)
+            log(f"done {task} seed {seed} ({time.perf_counter() - start:.0f} s)")
+        return rows
     env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")
-    procs, rows, pending = [], [], list(cells)
+    procs, pending = [], list(cells)
     while pending or procs:
-        while pending and len(procs) < max(1, args.workers):
+        while pending and len(procs) < args.workers:
             task, seed = pending.pop(0)
-            cmd = [
-                sys.executable,
-                __file__,
-                "--cell",
-                task,
-                str(seed),
-                "--lr",
-                str(args.lr),
-            ]
-            cmd += ["--quick"] if args.quick else []
+            cmd = [sys.executable, __file__, "--cell", task, str(seed)]
+            cmd += ["--lr", str(args.lr)] + (["--quick"] if args.quick else [])
             procs.append(
                 subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
             )
@@ -351,44 +368,97 @@ def main(argv: list[str] | None = None) -> int:
                 print(out[-3000:])
                 raise SystemExit(f"worker failed: {proc.args}")
             rows += json.loads(out.split("ROWS ", 1)[1])
-            print(f"done {proc.args[3]} seed {proc.args[4]} "
-                  f"({time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip
-    seconds = time.perf_counter() - start
-    import keras
+            log(f"done {proc.args[3]} seed {proc.args[4]} "
+                f"({time.perf_counter() - start:.0f} s)")  # fmt: skip
+    return rows
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="reports/finetune_controls")
+    parser.add_argument("--quick", action="store_true", help="a smoke run")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--seeds", type=int, help="default: min_seeds(device)")
+    parser.add_argument("--tasks", nargs="+", choices=list(TASKS))
+    parser.add_argument("--lr", type=float, default=FINE_TUNE_LR)
+    parser.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="record a dirty git tree instead of refusing it",
+    )
+    parser.add_argument(
+        "--cell", nargs=2, metavar=("TASK", "SEED"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args(argv)
+    if args.cell:
+        rows = run_cell(args.cell[0], int(args.cell[1]), args.quick, args.lr)
+        print("ROWS " + json.dumps(rows))
+        return 0
+    from tlrecipes.lab.comparison import min_seeds
+    from tlrecipes.lab.record import device_description, provenance
+
+    device = device_description()
+    needed = min_seeds(device)
+    seeds = args.seeds or (QUICK["seeds"] if args.quick else needed)
+    if not args.quick and seeds < needed:
+        raise SystemExit(
+            f"--seeds {seeds} is fewer than the {needed} a comparison needs on "
+            f"{device!r}. Fix: --seeds {needed} or more (--quick for a smoke run)."
+        )
+    sizes, val_per_class = _sizes(args.quick)
+    tasks = list(args.tasks or TASKS)
+    plan = {
+        "tasks": tasks,
+        "seeds": list(range(seeds)),
+        "n_per_class": {t: sizes[t] for t in tasks},
+        "val_per_class": val_per_class,
+        "head_epochs": QUICK["head_epochs"] if args.quick else HEAD_EPOCHS,
+        "fine_tune_epochs": QUICK["fine_tune_epochs"]
+        if args.quick
+        else FINE_TUNE_EPOCHS,
+        "lr": args.lr,
+        "batch_size": BATCH_SIZE,
+        "methods": list(METHODS),
+        "test_images": QUICK["test_images"] if args.quick else "full test split",
+        "quick": args.quick,
+    }
+    record = provenance(plan, allow_dirty=args.allow_dirty or args.quick)
+    cells = [(task, seed) for task in tasks for seed in plan["seeds"]]
+    start = time.perf_counter()
+    rows = run_cells(cells, args, print)
+    seconds = time.perf_counter() - start
     rows.sort(key=lambda r: (r["task"], r["seed"], METHODS.index(r["method"])))
     result = {
         "what": "fine-tuning controls vs plain two-phase fine-tuning",
+        "protocol": "best-validation epoch per run, test read once per method "
+        "and seed; method picked on validation (pick_best); compare() and "
+        "compare_to_baseline() against plain, paired by seed",
         "quick": args.quick,
-        "backend": keras.backend.backend(),
-        "device": _device(),
-        "keras": keras.__version__,
-        "python": platform.python_version(),
         "seconds": round(seconds, 1),
         "workers": args.workers,
-        "seeds": seeds,
-        "lr": args.lr,
-        "head_epochs": 1 if args.quick else HEAD_EPOCHS,
-        "fine_tune_epochs": 3 if args.quick else FINE_TUNE_EPOCHS,
-        "n_per_class": {t: 30 if args.quick else n for t, n in TASKS.items()},
-        "summary": summarise(rows),
+        "provenance": record,
+        "plan": plan,
+        "test_reads": sum(r["test_reads"] for r in rows),
+        "summary": summarise(rows, device, args.quick),
         "rows": rows,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
+    columns = [k for k in rows[0] if k != "val_curve"]
     with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     plot(result["summary"], out / "finetune_controls.png")
     write_readme(result, out / "README.md")
-    for s in result["summary"]:
-        diff = "" if s["diff_vs_plain"] is None else f"{s['diff_vs_plain']:+.4f}"
-        print(f"{s['task']:17s} {s['method']:18s} {s['mean']:.4f} ± {s['std']:.4f} "
-              f"{diff:>8s}  {_verdict(s)}")  # fmt: skip
-    print(f"{len(rows)} runs in {seconds:.0f} s on {result['device']} "
-          f"({result['backend']}) -> {out}")  # fmt: skip
+    for task, s in result["summary"].items():
+        for c in s["comparisons"]:
+            print(f"{task:17s} {c['name']:28s} {c['points']} -> {c['verdict']}")
+        p = s["pick_vs_plain"]
+        print(f"{task:17s} picked on validation: {s['choice']['method']}; "
+              f"{p['name']} {p['points']} -> {p['verdict']}")  # fmt: skip
+    print(f"{len(rows)} runs in {seconds:.0f} s on {device} -> {out}")
     return 0
 
 

@@ -1,0 +1,193 @@
+"""benchmarks/choose_defaults.py follows the validation protocol (quick mode).
+
+One quick run (module-scoped, about a minute on 2 cores) is read by every
+test: equal tuning budgets, choices made on validation and carrying their
+validation score, test read exactly once per final model (counted here by
+wrapping `accuracy_of`, independently of the script's own counter),
+comparisons with intervals and verdicts, provenance, and the Markdown table.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from tlrecipes.lab import evaluation
+from tlrecipes.lab.comparison import SeedWarning
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _load_script():
+    path = ROOT / "benchmarks" / "choose_defaults.py"
+    spec = importlib.util.spec_from_file_location("choose_defaults", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    script = _load_script()
+    out = tmp_path_factory.mktemp("choose_defaults")
+    evaluated = []
+    original = evaluation.accuracy_of
+
+    def counting(model, x, y, batch_size=256):
+        evaluated.append(len(x))
+        return original(model, x, y, batch_size)
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TLRECIPES_OFFLINE", "1")
+    mp.setattr(evaluation, "accuracy_of", counting)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SeedWarning)
+            code = script.main(
+                ["--quick", "--out", str(out / "r.json"),
+                 "--markdown", str(out / "table.md")]
+            )  # fmt: skip
+    finally:
+        mp.undo()
+    assert code == 0
+    result = json.loads((out / "r.json").read_text())
+    return script, result, evaluated, out
+
+
+def test_every_arm_has_the_same_tuning_budget(quick_run):
+    _, result, _, _ = quick_run
+    budgets = {a["tuned_configurations"] for a in result["arms"].values()}
+    assert set(result["arms"]) == {"two_phase_fit", "keras_guide", "scratch"}
+    assert budgets == {result["plan"]["tuning_budget"]} and budgets.pop() >= 2
+    for cell in result["cells"]:
+        for choice in cell["choices"].values():
+            assert choice["tuned_configurations"] == result["plan"]["tuning_budget"]
+            assert len(choice["candidates"]) == choice["tuned_configurations"]
+    runs = result["runs"]
+    seeds = result["plan"]["seeds"]
+    for arm, info in result["arms"].items():
+        for cid in info["configurations"]:
+            ran = sorted(
+                r["seed"] for r in runs if r["arm"] == arm and r["config"] == cid
+            )
+            assert ran == seeds, (arm, cid)
+
+
+def test_choices_are_made_on_validation_and_carry_its_score(quick_run):
+    _, result, _, _ = quick_run
+    for cell in result["cells"]:
+        for arm, choice in cell["choices"].items():
+            assert choice["chosen_on"] == "validation"
+            best = max(c["validation_mean"] for c in choice["candidates"])
+            assert choice["validation_mean"] == pytest.approx(best)
+            chosen = [r for r in result["runs"] if r["arm"] == arm
+                      and r["config"] == choice["config"] and r["task"] == cell["task"]
+                      and r["size"] == cell["size"]]  # fmt: skip
+            assert {str(r["seed"]): r["val_accuracy"] for r in chosen} == choice[
+                "validation"
+            ]
+    pooled = result["defaults_candidate"]
+    assert pooled["chosen_on"].startswith("validation")
+    assert pooled["config"] in result["arms"]["two_phase_fit"]["configurations"]
+    for row in result["runs"]:
+        assert 0 <= row["val_accuracy"] <= 1 and row["best_step"] <= row["steps"]
+
+
+def test_test_is_read_once_per_final_model(quick_run):
+    _, result, evaluated, _ = quick_run
+    finals = set()
+    for cell in result["cells"]:
+        for name, final in cell["final_models"].items():
+            for seed in result["plan"]["seeds"]:
+                finals.add(
+                    (cell["task"], cell["size"], seed, final["arm"], final["config"])
+                )
+            assert set(cell["test"][name]) == {str(s) for s in result["plan"]["seeds"]}
+    read = {(r["task"], r["size"], r["seed"], r["arm"], r["config"])
+            for r in result["runs"] if r["test_reads"]}  # fmt: skip
+    assert read == finals
+    assert all(r["test_reads"] in (0, 1) for r in result["runs"])
+    assert all(
+        r["test_accuracy"] is None for r in result["runs"] if not r["test_reads"]
+    )
+    assert result["test_reads"]["reads"] == len(finals)
+    # Counted independently: every evaluation on the full test split.
+    n_test = result["cells"][0]["n_test"]
+    n_val = result["cells"][0]["n_val"]
+    assert n_test != n_val
+    assert evaluated.count(n_test) == len(finals)
+
+
+def test_comparisons_have_intervals_and_verdicts(quick_run):
+    _, result, _, _ = quick_run
+    for cell in result["cells"]:
+        names = {c["name_b"] for c in cell["comparisons"]}
+        assert {"scratch_tuned", "keras_guide_as_written", "two_phase_fit_tuned",
+                "keras_guide_tuned", "defaults_candidate"} == names  # fmt: skip
+        for c in cell["comparisons"]:
+            assert c["name_a"] == "readme"
+            assert c["low"] <= c["mean"] <= c["high"]
+            assert c["verdict"] in ("ahead", "behind", "tie")
+            assert c["comparisons"] == len(cell["comparisons"])
+            assert c["n"] == len(result["plan"]["seeds"])
+
+
+def test_provenance_and_markdown(quick_run):
+    script, result, _, out = quick_run
+    record = result["provenance"]
+    for key in ("commit", "dirty", "describe", "backend", "device", "versions"):
+        assert key in record
+    assert record["settings"]["quick"] is True
+    text = (out / "table.md").read_text()
+    assert "QUICK smoke run" in text and "README call (defaults)" in text
+    assert text.count("| readme |") == len(result["cells"]) * 5
+    # The table renders again from the JSON alone.
+    again = out / "again.md"
+    assert (
+        script.main(["--from-json", str(out / "r.json"), "--markdown", str(again)]) == 0
+    )
+    assert again.read_text() == text
+
+
+def test_full_run_refuses_too_few_seeds(monkeypatch):
+    monkeypatch.setenv("TLRECIPES_OFFLINE", "1")
+    script = _load_script()
+    with pytest.raises(SystemExit, match="fewer than the 5"):
+        script.main(["--tasks", "mnist_a_to_b", "--sizes", "5", "--seeds", "2"])
+
+
+def test_plan_clips_sizes_to_the_offline_data(monkeypatch):
+    monkeypatch.setenv("TLRECIPES_OFFLINE", "1")
+    script = _load_script()
+    args = script._parser().parse_args(
+        ["--tasks", "mnist_a_to_b", "--sizes", "10", "1000", "6000"]
+    )
+    plan = script.make_plan(args, "CPU: test")
+    most = plan["available"]["mnist_a_to_b"]["per_class"] - plan["val_per_class"]
+    assert plan["sizes"]["mnist_a_to_b"] == [10, most]
+    assert [c["requested"] for c in plan["clipped"]] == [1000, 6000]
+    assert len(plan["seeds"]) == 5
+
+
+def test_estimate_scales_with_seeds_and_counts_every_cell(monkeypatch):
+    monkeypatch.setenv("TLRECIPES_OFFLINE", "1")
+    script = _load_script()
+    args = script._parser().parse_args(["--tasks", "mnist_a_to_b", "--sizes", "5"])
+    plan = script.make_plan(args, "CPU: test")
+    timing = {
+        "overhead_per_run": 1.0, "head_step": 0.01, "full_step": 0.02,
+        "per_eval_image": 1e-4, "cached_head_step": 0.001, "cached_head_call": 0.5,
+    }  # fmt: skip
+    one = script.estimate(plan, timing)
+    plan["seeds"] = plan["seeds"] * 2
+    two = script.estimate(plan, timing)
+    assert [c["size"] for c in one["cells"]] == [5]
+    assert one["seconds"] > 27 * 5  # 27 runs a seed, at least 1 s each
+    assert two["seconds"] == pytest.approx(2 * one["seconds"], abs=1)
