@@ -20,7 +20,7 @@
 #
 # **Accelerator:** CPU or GPU
 #
-# **Estimated time (full mode):** CPU ~10-15 min on 2 cores (features cached on disk, so a rerun takes a few minutes), GPU ~3 min; the tfds path: CPU not practical (hours), GPU ~20 min plus the first download of about 300 MB
+# **Estimated time (full mode):** CPU ~15 min on 2 cores (features are cached on disk, so a rerun takes a few minutes), GPU a few minutes; the tfds path (5 seeds): CPU not practical (hours), GPU ~35 min plus the first download of about 300 MB
 #
 # **Quick mode:** `TLRECIPES_QUICK=1` runs the offline path with the real ImageNet weights at 32x32 pixels, 3 images per class, 2 seeds and one probe setting, only to check that every cell runs (about a minute on a 2-core CPU); its numbers mean nothing. With `TLRECIPES_DATA=tfds` it uses *mock* tfds data (random images) and random weights.
 #
