@@ -18,6 +18,7 @@ from tlrecipes.lab.imagesplits import ImageSplits
 from tlrecipes.lab.real_backbone import (
     REAL_BACKBONE_TASKS,
     cached_features,
+    calibrate_batchnorm,
     linear_probe,
     linear_probe_similarity,
     to_backbone_input,
@@ -85,25 +86,48 @@ def test_to_backbone_input_resizes_and_copies_to_rgb():
 
 def test_cached_features_are_reused_and_equal_the_model_output(tmp_path):
     x, _ = toy_images(2)
-    first = cached_features(x, weights=None, size=32, seed=3, cache_dir=tmp_path)
+    kw = {"weights": None, "size": 32, "calibration_images": x, "cache_dir": tmp_path}
+    first = cached_features(x, seed=3, **kw)
     files = list(tmp_path.glob("*.npy"))
     assert first.shape == (4, 1280) and len(files) == 1
     stamp = files[0].stat().st_mtime_ns
-    again = cached_features(x, weights=None, size=32, seed=3, cache_dir=tmp_path)
+    again = cached_features(x, seed=3, **kw)
     np.testing.assert_array_equal(again, first)
     assert files[0].stat().st_mtime_ns == stamp  # read, not recomputed
     assert list(tmp_path.glob("*.npy")) == files
-    # Another image set, or another random twin, is another entry.
-    cached_features(x[:3], weights=None, size=32, seed=3, cache_dir=tmp_path)
-    cached_features(x, weights=None, size=32, seed=4, cache_dir=tmp_path)
-    assert len(list(tmp_path.glob("*.npy"))) == 3
-    # The cached numbers are the network's own pooled features.
+    # Another image set, another random twin, or another calibration set is
+    # another entry.
+    cached_features(x[:3], seed=3, **kw)
+    cached_features(x, seed=4, **kw)
+    cached_features(x, seed=3, **{**kw, "calibration_images": x[:3]})
+    assert len(list(tmp_path.glob("*.npy"))) == 4
+    # The cached numbers are the calibrated network's own pooled features.
     keras.utils.set_random_seed(3)
     model = application(
         "efficientnet_lite0", input_shape=(32, 32, 3), weights=None, pooling="avg"
     )
+    calibrate_batchnorm(model, to_backbone_input(x, 32))
     expected = np.asarray(model(to_backbone_input(x, 32), training=False))
     np.testing.assert_allclose(first, expected, rtol=1e-4, atol=1e-5)
+    # Back to the first calibration set: the same features as the first call.
+    (tmp_path / files[0].name).unlink()
+    np.testing.assert_allclose(
+        cached_features(x, seed=3, **kw), first, rtol=1e-5, atol=1e-6
+    )
+
+
+def test_random_init_features_need_calibration_and_no_longer_vanish(tmp_path):
+    x = np.random.default_rng(0).uniform(0, 255, (16, 28, 28, 1))
+    with pytest.raises(ValueError, match="calibration_images=x_train"):
+        cached_features(x, weights=None, size=32, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="drop calibration_images"):
+        cached_features(x, size=32, calibration_images=x, cache_dir=tmp_path)
+    feats = cached_features(
+        x, weights=None, size=32, calibration_images=x, cache_dir=tmp_path
+    )
+    # Uncalibrated, these were about 1e-12 (reports/real_backbone, 2026-12-04).
+    assert np.abs(feats).mean() > 1e-2
+    assert feats.std(axis=0).mean() > 1e-3  # they vary from image to image
 
 
 def test_cached_features_refuse_unknown_weights(tmp_path):
