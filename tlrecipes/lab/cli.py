@@ -102,6 +102,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "earlier_block,keras_guide,scratch (scratch is always run)",
     )
     study.add_argument(
+        "--real-backbone",
+        action="store_true",
+        help="also measure ImageNet EfficientNet-Lite0 -> Fashion-MNIST and MNIST "
+        "(similarity to ImageNet, frozen features vs a random-init twin; needs "
+        "tlrecipes[imagenet])",
+    )
+    study.add_argument(
         "--workers",
         type=_positive_int,
         default=1,
@@ -291,6 +298,7 @@ def _study(args: argparse.Namespace) -> int:
             quick=args.quick,
             out=args.out,
             workers=args.workers,
+            real_backbone=args.real_backbone,
             strategies=(
                 [s.strip() for s in args.strategies.split(",") if s.strip()]
                 if args.strategies

