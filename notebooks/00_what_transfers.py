@@ -348,6 +348,8 @@ show(fig)
 # - The frozen-base comparison isolates the weights from the architecture:
 #   the difference between the two frozen bases is what training on the
 #   source taught the network.
+# - *What this run showed*, below, gives each of these differences with its
+#   interval over seeds and the verdict it supports (ahead, behind or tie).
 #
 # The next notebooks take the four cases of the classic advice one by one
 # (small or large target data, similar or different problem).

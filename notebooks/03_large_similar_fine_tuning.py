@@ -351,8 +351,9 @@ show(plot_lr_sweep())
 # was learned, and the right panel shows why: Adam's step is about the
 # learning rate per weight, whatever the gradient's size, so at 1e-2 or 1e-1
 # the kernels are moved by a large fraction of their own size within a few
-# hundred steps. The pretrained features are then gone, and what is left is
-# a network trained from a bad initialisation with the remaining steps;
+# hundred steps. The prediction: the pretrained features are then gone, and
+# what is left is a network trained from a bad initialisation with the
+# remaining steps;
 # compare with the scratch line. The textbook "small learning rate" is a
 # range, not a number: the printed paired differences tell which rates help
 # here, and exercise 1 shows how the range depends on the number of steps.
@@ -570,9 +571,10 @@ print(
 print(f"largest gap with BatchNorm frozen (the fix): {fix:.3f}")
 
 # %% [markdown]
-# How to read it. With BatchNorm frozen, fit and evaluate agree (up to
-# dropout and the running average): the head was trained on exactly the
-# features it is evaluated on, so the orange and blue bars match exactly.
+# How to read it. With BatchNorm frozen, fit and evaluate should agree (up
+# to dropout and the running average): the head is trained on exactly the
+# features it is evaluated on, so the orange and blue bars should match; the
+# "train mode - evaluate" lines of *What this run showed* check it.
 # With BatchNorm in training mode, the gap between the orange and the blue
 # bar is the pitfall. How large it gets
 # depends on how far the moving averages lag behind the batch statistics:

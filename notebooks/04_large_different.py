@@ -182,10 +182,11 @@ show(
 # standard deviation of zero, the two have converged to the same accuracy
 # and the pretrained weights bought speed only, as He et al. found; if it
 # stays clearly positive, 400 digits per class were not yet enough for
-# scratch to catch up within this budget. Note that the features were
-# learned on clothes: even a *different* source gives the optimiser a better
-# start than random numbers (filters that already detect edges and strokes,
-# weights at a sensible scale).
+# scratch to catch up within this budget. The features were learned on
+# clothes: does even a *different* source give the optimiser a better start
+# than random numbers (filters that already detect edges and strokes, weights
+# at a sensible scale)? The "first point" line of *What this run showed*, at
+# the end, gives this run's answer with its interval.
 
 # %% [markdown]
 # ## 2. BatchNorm statistics: what the source expects vs what the target gives
@@ -312,7 +313,7 @@ show(plot_bn_distance())
 # the target's statistics, while the convolution kernels stay as they are.
 # The cost is the pitfall of notebook 03: in training mode BatchNorm uses
 # batch statistics, and fit and evaluate can disagree while the averages catch
-# up. With 4,000 images and thousands of steps, they have time to.
+# up. With 4,000 images and thousands of steps, they should have time to.
 
 # %% [markdown]
 # ## 3. Does re-estimating BatchNorm statistics help?
@@ -431,7 +432,8 @@ show(plot_bn_arms())
 # `train_bn=True` did what it promises: with BN training, the stored
 # statistics should end close to the digits' own (a small shift), with BN
 # frozen they stay at the clothes' values. The paired differences say
-# whether that matters for accuracy. For the frozen base, re-estimating the
+# whether that matters for accuracy (their intervals and verdicts are in
+# *What this run showed*). For the frozen base, re-estimating the
 # statistics is the only adaptation the features get, so that is where a
 # benefit would show first; in two-phase fine-tuning the convolution kernels
 # themselves adapt and can absorb a shift in their input. The scratch line

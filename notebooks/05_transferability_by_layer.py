@@ -326,8 +326,9 @@ for claim in claims:
 #   number below zero by more than its spread says that even the first block
 #   carries something specific to A.
 #
-# Each line prints the paper's number beside this run's; the lines give no
-# verdict, you do. Where this run's mean is further from the paper's number
+# Each line prints the paper's number beside this run's; *What this run
+# showed*, at the end, gives each claim's paired interval and verdict. Where
+# this run's mean is further from the paper's number
 # than its spread, this run disagrees with the paper on that claim, and it
 # should be said so rather than explained away: the scale (28x28 grayscale
 # images, three blocks, a few hundred images per class, a few hundred

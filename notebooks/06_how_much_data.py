@@ -328,7 +328,9 @@ print(
 )
 
 # %% [markdown]
-# If the best k falls as the target grows, the run agrees with the paper:
+# Soekhoe et al. predict that the best k falls as the target grows (the lines
+# of *What this run showed* give this run's pick at each size). If it does,
+# the run agrees with the paper:
 # with few images, every trainable parameter is a chance to overfit, so
 # keeping the source's features fixed is safer; with more images, the blocks
 # can adapt to the new domain (digits are not clothes) and freezing them only

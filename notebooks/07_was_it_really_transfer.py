@@ -492,8 +492,10 @@ show(fig)
 # *transfer - random frozen*, and whether transfer was worth it by *transfer -
 # scratch twin* at the D2 size you actually have. Research on larger networks
 # says the same (Yosinski et al. 2014, notebook 05; Soekhoe et al. 2016,
-# notebook 06): transferred features help most when the target set is small,
-# and the benefit fades as it grows.
+# notebook 06): transferred features should help most when the target set is
+# small, and the benefit should fade as it grows. Whether this run agrees is
+# in the `transfer (D2 = ...) - scratch twin` lines of *What this run showed*
+# below, one per D2 size, each with its interval and verdict.
 
 
 # %% [markdown]
