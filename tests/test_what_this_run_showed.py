@@ -1,15 +1,13 @@
-"""The notebooks' "What this run showed" helpers in tlrecipes.lab.comparison."""
+"""The notebooks' "What this run showed" helpers: tlrecipes.lab.run_summary."""
 
 from __future__ import annotations
 
 import pytest
 
 from tlrecipes import lab
-from tlrecipes.lab.comparison import (
-    Comparison,
-    compare,
+from tlrecipes.lab.comparison import Comparison, compare, compare_to_baseline
+from tlrecipes.lab.run_summary import (
     compare_or_note,
-    compare_to_baseline,
     compare_to_baseline_or_note,
     scores_by_seed,
     what_this_run_showed,
