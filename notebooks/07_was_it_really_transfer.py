@@ -521,7 +521,7 @@ lines = [
     )
     for other in ARMS[1:]
 ]
-for size in sizes:
+for size in [s for s in sizes if s != D2_SIZE]:  # D2_SIZE: the lines above
     by_arm = lab.scores_by_seed(sweep, arm="arm", d2_size=size)
     lines.append(
         lab.compare_or_note(
