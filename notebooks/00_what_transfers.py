@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -43,6 +45,18 @@
 #   trained with the same data, optimizer, learning rate and number of steps.
 #
 # Whatever separates the two curves is what the weights carried.
+
+# %%
+# Colab only: install tlrecipes into the Colab runtime (does nothing elsewhere).
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q",
+         "tlrecipes[tensorflow,offline-data] @ git+https://github.com/tlrecipes/tlrecipes"],
+        check=True,
+    )
 
 # %%
 import importlib
@@ -334,10 +348,61 @@ show(fig)
 # - The frozen-base comparison isolates the weights from the architecture:
 #   the difference between the two frozen bases is what training on the
 #   source taught the network.
+# - *What this run showed*, below, gives each of these differences with its
+#   interval over seeds and the verdict it supports (ahead, behind or tie).
 #
 # The next notebooks take the four cases of the classic advice one by one
 # (small or large target data, similar or different problem).
+
+
+# %% [markdown]
+# ## What this run showed
 #
+# One line per key comparison of this notebook, computed from the results
+# above (nothing is retrained): the difference between two arms paired by
+# seed, its 95% interval and the verdict `lab.compare` draws from the interval
+# alone (ahead, behind or tie). Where several arms face one baseline, the
+# intervals are corrected for their number (`compare_to_baseline`). A
+# quick-mode run has one seed for most notebooks: its lines give the
+# difference with no interval and no verdict.
+
+# %%
+def first_point(rows: list[dict], strategy: str) -> dict:
+    """{seed: test accuracy at the first measurement} of one strategy."""
+    runs = [r for r in rows if r["strategy"] == strategy]
+    return {r["seed"]: r["curve_accuracy"][0] for r in runs}
+
+
+lines = []
+for n, comparison in comparisons.items():
+    final = lab.scores_by_seed(comparison.rows)
+    lines += [
+        lab.compare_or_note(
+            first_point(comparison.rows, "fine_tune_all"),
+            first_point(comparison.rows, "scratch"),
+            name_a=f"pretrained, first point ({n}/class)",
+            name_b="scratch twin",
+        ),
+        lab.compare_or_note(
+            final["fine_tune_all"],
+            final["scratch"],
+            name_a=f"pretrained, final ({n}/class)",
+            name_b="scratch twin",
+        ),
+    ]
+frozen = lab.scores_by_seed(probe_rows, arm="base")
+lines.append(
+    lab.compare_or_note(
+        frozen["pretrained base"],
+        frozen["random base"],
+        name_a=f"frozen pretrained + head ({SIZES[0]}/class)",
+        name_b="frozen random + head",
+    )
+)
+print(lab.what_this_run_showed(lines))
+
+
+# %% [markdown]
 # ## Exercises
 #
 # 1. Run the comparison with 5 and with 500 images per class (add them to

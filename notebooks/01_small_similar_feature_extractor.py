@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -48,6 +50,18 @@
 # Sandal, Shirt and Bag. Target: Pullover, Dress, Coat, Sneaker, Ankle boot.
 # Tops and footwear are on both sides, which is what makes this pair
 # "similar".
+
+# %%
+# Colab only: install tlrecipes into the Colab runtime (does nothing elsewhere).
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q",
+         "tlrecipes[tensorflow,offline-data] @ git+https://github.com/tlrecipes/tlrecipes"],
+        check=True,
+    )
 
 # %%
 import importlib
@@ -273,6 +287,32 @@ show(
 # climbing for longer. The curves show whether the budget was long enough for
 # each strategy to settle (a curve still rising at the end means the final
 # number understates that strategy).
+
+# %% [markdown]
+# ## What this run showed
+#
+# One line per key comparison of this notebook, computed from the results
+# above (nothing is retrained): the difference between two arms paired by
+# seed, its 95% interval and the verdict `lab.compare` draws from the interval
+# alone (ahead, behind or tie). Where several arms face one baseline, the
+# intervals are corrected for their number (`compare_to_baseline`). A
+# quick-mode run has one seed for most notebooks: its lines give the
+# difference with no interval and no verdict.
+
+# %%
+arms = lab.scores_by_seed(rows)
+case = lab.compare_or_note(
+    arms["feature_extractor"],
+    arms["scratch"],
+    name_a="feature_extractor (this case's advice)",
+    name_b="scratch",
+)
+against_frozen = lab.compare_to_baseline_or_note(
+    {name: arms[name] for name in ["feature_extractor", "fine_tune_all", "two_phase"]},
+    "feature_extractor",
+)
+print(lab.what_this_run_showed([case, against_frozen]))
+
 
 # %% [markdown]
 # ## Exercises

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -46,6 +48,18 @@
 #
 # Source: a small convnet trained on Fashion-MNIST's T-shirt/top, Trouser,
 # Sandal, Shirt and Bag; target: Pullover, Dress, Coat, Sneaker, Ankle boot.
+
+# %%
+# Colab only: install tlrecipes into the Colab runtime (does nothing elsewhere).
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q",
+         "tlrecipes[tensorflow,offline-data] @ git+https://github.com/tlrecipes/tlrecipes"],
+        check=True,
+    )
 
 # %%
 import importlib
@@ -337,8 +351,9 @@ show(plot_lr_sweep())
 # was learned, and the right panel shows why: Adam's step is about the
 # learning rate per weight, whatever the gradient's size, so at 1e-2 or 1e-1
 # the kernels are moved by a large fraction of their own size within a few
-# hundred steps. The pretrained features are then gone, and what is left is
-# a network trained from a bad initialisation with the remaining steps;
+# hundred steps. The prediction: the pretrained features are then gone, and
+# what is left is a network trained from a bad initialisation with the
+# remaining steps;
 # compare with the scratch line. The textbook "small learning rate" is a
 # range, not a number: the printed paired differences tell which rates help
 # here, and exercise 1 shows how the range depends on the number of steps.
@@ -556,9 +571,10 @@ print(
 print(f"largest gap with BatchNorm frozen (the fix): {fix:.3f}")
 
 # %% [markdown]
-# How to read it. With BatchNorm frozen, fit and evaluate agree (up to
-# dropout and the running average): the head was trained on exactly the
-# features it is evaluated on, so the orange and blue bars match exactly.
+# How to read it. With BatchNorm frozen, fit and evaluate should agree (up
+# to dropout and the running average): the head is trained on exactly the
+# features it is evaluated on, so the orange and blue bars should match; the
+# "train mode - evaluate" lines of *What this run showed* check it.
 # With BatchNorm in training mode, the gap between the orange and the blue
 # bar is the pitfall. How large it gets
 # depends on how far the moving averages lag behind the batch statistics:
@@ -571,6 +587,51 @@ print(f"largest gap with BatchNorm frozen (the fix): {fix:.3f}")
 # reproduce on the same data points to BatchNorm**, and the fix costs nothing:
 # keep its layers frozen (`add_head`, `freeze_until` and `two_phase_fit` do
 # by default; pass `train_bn=True` only on purpose, see notebook 04).
+
+# %% [markdown]
+# ## What this run showed
+#
+# One line per key comparison of this notebook, computed from the results
+# above (nothing is retrained): the difference between two arms paired by
+# seed, its 95% interval and the verdict `lab.compare` draws from the interval
+# alone (ahead, behind or tie). Where several arms face one baseline, the
+# intervals are corrected for their number (`compare_to_baseline`). A
+# quick-mode run has one seed for most notebooks: its lines give the
+# difference with no interval and no verdict.
+
+# %%
+for r in lr_rows:
+    r["arm"] = "head only" if r["lr"] is None else f"fine-tuned at lr={r['lr']:g}"
+tuned = lab.scores_by_seed(lr_rows, arm="arm")
+scratch_scores = lab.scores_by_seed(scratch_rows)["scratch"]
+lines = [
+    lab.compare_or_note(
+        tuned[f"fine-tuned at lr={1e-4:g}"],  # two_phase_fit's default rate
+        scratch_scores,
+        name_a="two-phase at lr=1e-4 (this case's advice)",
+        name_b="scratch",
+    ),
+    lab.compare_to_baseline_or_note(tuned, "head only"),
+    "best fine-tuning rate by mean test accuracy (lab.pick_best): "
+    + lab.pick_best({k: v for k, v in tuned.items() if k != "head only"}),
+]
+for condition in CONDITIONS:
+    for batch_size in PITFALL_BATCH_SIZES:
+        runs = [
+            r
+            for r in pitfall_rows
+            if r["condition"] == condition and r["batch_size"] == batch_size
+        ]
+        lines.append(
+            lab.compare_or_note(
+                {r["seed"]: r["train_mode_accuracy"] for r in runs},
+                {r["seed"]: r["evaluate_accuracy"] for r in runs},
+                name_a=f"{condition}, batch {batch_size}: train mode",
+                name_b="evaluate",
+            )
+        )
+print(lab.what_this_run_showed(lines))
+
 
 # %% [markdown]
 # ## Exercises

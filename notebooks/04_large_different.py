@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -38,6 +40,18 @@
 # classes) to digits (MNIST, 400 training images per class, the most the
 # offline data holds). It then looks inside the network at the one part that
 # depends directly on the input distribution: the BatchNorm moving statistics.
+
+# %%
+# Colab only: install tlrecipes into the Colab runtime (does nothing elsewhere).
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q",
+         "tlrecipes[tensorflow,offline-data] @ git+https://github.com/tlrecipes/tlrecipes"],
+        check=True,
+    )
 
 # %%
 import importlib
@@ -168,10 +182,11 @@ show(
 # standard deviation of zero, the two have converged to the same accuracy
 # and the pretrained weights bought speed only, as He et al. found; if it
 # stays clearly positive, 400 digits per class were not yet enough for
-# scratch to catch up within this budget. Note that the features were
-# learned on clothes: even a *different* source gives the optimiser a better
-# start than random numbers (filters that already detect edges and strokes,
-# weights at a sensible scale).
+# scratch to catch up within this budget. The features were learned on
+# clothes: does even a *different* source give the optimiser a better start
+# than random numbers (filters that already detect edges and strokes, weights
+# at a sensible scale)? The "first point" line of *What this run showed*, at
+# the end, gives this run's answer with its interval.
 
 # %% [markdown]
 # ## 2. BatchNorm statistics: what the source expects vs what the target gives
@@ -298,7 +313,7 @@ show(plot_bn_distance())
 # the target's statistics, while the convolution kernels stay as they are.
 # The cost is the pitfall of notebook 03: in training mode BatchNorm uses
 # batch statistics, and fit and evaluate can disagree while the averages catch
-# up. With 4,000 images and thousands of steps, they have time to.
+# up. With 4,000 images and thousands of steps, they should have time to.
 
 # %% [markdown]
 # ## 3. Does re-estimating BatchNorm statistics help?
@@ -417,11 +432,58 @@ show(plot_bn_arms())
 # `train_bn=True` did what it promises: with BN training, the stored
 # statistics should end close to the digits' own (a small shift), with BN
 # frozen they stay at the clothes' values. The paired differences say
-# whether that matters for accuracy. For the frozen base, re-estimating the
+# whether that matters for accuracy (their intervals and verdicts are in
+# *What this run showed*). For the frozen base, re-estimating the
 # statistics is the only adaptation the features get, so that is where a
 # benefit would show first; in two-phase fine-tuning the convolution kernels
 # themselves adapt and can absorb a shift in their input. The scratch line
 # from part 1 (a different budget: `EPOCHS` epochs) is drawn for scale.
+
+# %% [markdown]
+# ## What this run showed
+#
+# One line per key comparison of this notebook, computed from the results
+# above (nothing is retrained): the difference between two arms paired by
+# seed, its 95% interval and the verdict `lab.compare` draws from the interval
+# alone (ahead, behind or tie). Where several arms face one baseline, the
+# intervals are corrected for their number (`compare_to_baseline`). A
+# quick-mode run has one seed for most notebooks: its lines give the
+# difference with no interval and no verdict.
+
+# %%
+def first_point(rows: list[dict], strategy: str) -> dict:
+    """{seed: test accuracy at the first measurement} of one strategy."""
+    runs = [r for r in rows if r["strategy"] == strategy]
+    return {r["seed"]: r["curve_accuracy"][0] for r in runs}
+
+
+final = lab.scores_by_seed(comparison.rows)
+bn_arms = lab.scores_by_seed(bn_rows, arm="arm")
+lines = [
+    lab.compare_or_note(
+        final["fine_tune_all"],
+        final["scratch"],
+        name_a="fine_tune_all, final (this case's advice)",
+        name_b="scratch",
+    ),
+    lab.compare_or_note(
+        first_point(comparison.rows, "fine_tune_all"),
+        first_point(comparison.rows, "scratch"),
+        name_a="fine_tune_all, first point",
+        name_b="scratch",
+    ),
+]
+for kind in ["frozen base", "two-phase"]:
+    lines.append(
+        lab.compare_or_note(
+            bn_arms[f"{kind}, BN trains"],
+            bn_arms[f"{kind}, BN frozen"],
+            name_a=f"{kind}, BN trains",
+            name_b="BN frozen",
+        )
+    )
+print(lab.what_this_run_showed(lines))
+
 
 # %% [markdown]
 # ## Exercises

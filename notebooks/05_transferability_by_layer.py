@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -47,6 +49,18 @@
 # Yosinski's natural vs man-made split). The library call is
 # `lab.transferability_by_layer`; this notebook runs it, plots it and checks
 # each of the paper's claims against the numbers of this run.
+
+# %%
+# Colab only: install tlrecipes into the Colab runtime (does nothing elsewhere).
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q",
+         "tlrecipes[tensorflow,offline-data] @ git+https://github.com/tlrecipes/tlrecipes"],
+        check=True,
+    )
 
 # %% [markdown]
 # ## Setup
@@ -312,14 +326,61 @@ for claim in claims:
 #   number below zero by more than its spread says that even the first block
 #   carries something specific to A.
 #
-# Each line prints the paper's number beside this run's; the lines give no
-# verdict, you do. Where this run's mean is further from the paper's number
+# Each line prints the paper's number beside this run's; *What this run
+# showed*, at the end, gives each claim's paired interval and verdict. Where
+# this run's mean is further from the paper's number
 # than its spread, this run disagrees with the paper on that claim, and it
 # should be said so rather than explained away: the scale (28x28 grayscale
 # images, three blocks, a few hundred images per class, a few hundred
 # optimisation steps) is far from theirs, and the numbers of this run are
 # what this notebook stands on. `reports/transfer/REPORT.md` makes the same
 # comparison over more cuts and seeds, with a rule-based verdict on each.
+
+# %% [markdown]
+# ## What this run showed
+#
+# One line per key comparison of this notebook, computed from the results
+# above (nothing is retrained): the difference between two arms paired by
+# seed, its 95% interval and the verdict `lab.compare` draws from the interval
+# alone (ahead, behind or tie). Where several arms face one baseline, the
+# intervals are corrected for their number (`compare_to_baseline`). A
+# quick-mode run has one seed for most notebooks: its lines give the
+# difference with no interval and no verdict.
+
+# %%
+lines = []
+for name in PAIRS:
+    r = rows[name]
+    cuts = sorted({x["n"] for x in r if x["variant"] != "baseB"})
+    base, first, last = by(r, "baseB"), cuts[0], cuts[-1]
+    anb_plus = {s: np.mean([by(r, "AnB+", n)[s] for n in cuts]) for s in base}
+    bnb = {f"{name}: BnB at n={n}": by(r, "BnB", n) for n in cuts}
+    lines += [
+        lab.compare_or_note(
+            anb_plus, base, name_a=f"{name}: AnB+ (mean over n)", name_b="base B"
+        ),
+        lab.compare_or_note(
+            by(r, "AnB", first),
+            by(r, "AnB", last),
+            name_a=f"{name}: AnB at n={first}",
+            name_b=f"AnB at n={last}",
+        ),
+        lab.compare_or_note(
+            by(r, "BnB", last),
+            by(r, "AnB", last),
+            name_a=f"{name}: BnB at n={last}",
+            name_b=f"AnB at n={last}",
+        ),
+        lab.compare_or_note(
+            by(r, "AnB", first),
+            base,
+            name_a=f"{name}: AnB at n={first}",
+            name_b="base B",
+        ),
+        lab.compare_to_baseline_or_note({**bnb, "base B": base}, "base B"),
+    ]
+print(lab.what_this_run_showed(lines))
+
 
 # %% [markdown]
 # ## Exercises

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -53,6 +55,18 @@
 # | `freeze_1`, `freeze_2` | 1, 2 | the blocks above k and the head |
 # | `feature_extractor` | 3 (all) | only the new head (a linear probe) |
 # | `two_phase` | 3, then 0 | the head first, then everything at a low rate (LP-FT) |
+
+# %%
+# Colab only: install tlrecipes into the Colab runtime (does nothing elsewhere).
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q",
+         "tlrecipes[tensorflow,offline-data] @ git+https://github.com/tlrecipes/tlrecipes"],
+        check=True,
+    )
 
 # %% [markdown]
 # ## Setup
@@ -314,13 +328,55 @@ print(
 )
 
 # %% [markdown]
-# If the best k falls as the target grows, the run agrees with the paper:
+# Soekhoe et al. predict that the best k falls as the target grows (the lines
+# of *What this run showed* give this run's pick at each size). If it does,
+# the run agrees with the paper:
 # with few images, every trainable parameter is a chance to overfit, so
 # keeping the source's features fixed is safer; with more images, the blocks
 # can adapt to the new domain (digits are not clothes) and freezing them only
 # costs accuracy. Ties within one standard deviation mean the choice matters
 # less than the seed at that size; more seeds (`SEEDS`) would separate them.
+
+
+# %% [markdown]
+# ## What this run showed
 #
+# One line per key comparison of this notebook, computed from the results
+# above (nothing is retrained): the difference between two arms paired by
+# seed, its 95% interval and the verdict `lab.compare` draws from the interval
+# alone (ahead, behind or tie). Where several arms face one baseline, the
+# intervals are corrected for their number (`compare_to_baseline`). A
+# quick-mode run has one seed for most notebooks: its lines give the
+# difference with no interval and no verdict.
+
+# %%
+lines = []
+for n in SIZES:
+    arms = lab.scores_by_seed(rows, n_per_class=n)
+    picked = lab.pick_best({s: arms[s] for s in transfer_strategies})
+    lines += [
+        lab.compare_or_note(
+            arms["two_phase"],
+            arms["scratch"],
+            name_a=f"two_phase ({n}/class)",
+            name_b="scratch",
+        ),
+        # The best strategy was picked on these scores: the interval is
+        # corrected for all the candidates it was picked from.
+        lab.compare_or_note(
+            arms[picked],
+            arms["scratch"],
+            name_a=f"best transfer, {picked} ({n}/class)",
+            name_b="scratch",
+            comparisons=len(transfer_strategies),
+        ),
+        f"{n}/class: best number of frozen blocks (lab.pick_best on test means): "
+        + lab.pick_best({f"k={k}": arms[s] for s, k in FROZEN.items()}),
+    ]
+print(lab.what_this_run_showed(lines))
+
+
+# %% [markdown]
 # ## Exercises
 #
 # 1. Add `"freeze_3"` to `STRATEGIES`: it freezes all three blocks like

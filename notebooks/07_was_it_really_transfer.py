@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -60,6 +62,18 @@
 # Every model trains with the same optimizer, learning rate, batch size and
 # number of epochs, over several seeds; each seed draws its own D1 and D2
 # samples and initial weights.
+
+# %%
+# Colab only: install tlrecipes into the Colab runtime (does nothing elsewhere).
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q",
+         "tlrecipes[tensorflow,offline-data] @ git+https://github.com/tlrecipes/tlrecipes"],
+        check=True,
+    )
 
 # %% [markdown]
 # ## Setup
@@ -478,9 +492,49 @@ show(fig)
 # *transfer - random frozen*, and whether transfer was worth it by *transfer -
 # scratch twin* at the D2 size you actually have. Research on larger networks
 # says the same (Yosinski et al. 2014, notebook 05; Soekhoe et al. 2016,
-# notebook 06): transferred features help most when the target set is small,
-# and the benefit fades as it grows.
+# notebook 06): transferred features should help most when the target set is
+# small, and the benefit should fade as it grows. Whether this run agrees is
+# in the `transfer (D2 = ...) - scratch twin` lines of *What this run showed*
+# below, one per D2 size, each with its interval and verdict.
+
+
+# %% [markdown]
+# ## What this run showed
 #
+# One line per key comparison of this notebook, computed from the results
+# above (nothing is retrained): the difference between two arms paired by
+# seed, its 95% interval and the verdict `lab.compare` draws from the interval
+# alone (ahead, behind or tie). Where several arms face one baseline, the
+# intervals are corrected for their number (`compare_to_baseline`). A
+# quick-mode run has one seed for most notebooks: its lines give the
+# difference with no interval and no verdict.
+
+# %%
+arms = {arm: {r["seed"]: r[arm] for r in results} for arm in ARMS}
+lines = [
+    lab.compare_or_note(
+        arms["transfer"],
+        arms[other],
+        name_a=f"transfer (D2 = {D2_SIZE:,})",
+        name_b=other,
+        comparisons=len(ARMS) - 1,  # transfer against three controls
+    )
+    for other in ARMS[1:]
+]
+for size in [s for s in sizes if s != D2_SIZE]:  # D2_SIZE: the lines above
+    by_arm = lab.scores_by_seed(sweep, arm="arm", d2_size=size)
+    lines.append(
+        lab.compare_or_note(
+            by_arm["transfer"],
+            by_arm["scratch twin"],
+            name_a=f"transfer (D2 = {size:,})",
+            name_b="scratch twin",
+        )
+    )
+print(lab.what_this_run_showed(lines))
+
+
+# %% [markdown]
 # ## Exercises
 #
 # 1. Unfreeze the D1 layers of the transfer model (fine-tune all six layers

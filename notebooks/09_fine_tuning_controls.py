@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -45,6 +47,18 @@
 # layers learn at different rates" from "the network learns faster overall".
 # `benchmarks/compare_finetune_controls.py` runs the same comparison at
 # 500/400 images per class and writes `reports/finetune_controls/`.
+
+# %%
+# Colab only: install tlrecipes into the Colab runtime (does nothing elsewhere).
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q",
+         "tlrecipes[tensorflow,offline-data] @ git+https://github.com/tlrecipes/tlrecipes"],
+        check=True,
+    )
 
 # %%
 import io
@@ -298,6 +312,35 @@ show(fig)
 
 # %%
 print(f"mode {'quick' if QUICK else 'full'}; {time.perf_counter() - START:.0f} s")
+
+# %% [markdown]
+# ## What this run showed
+#
+# One line per key comparison of this notebook, computed from the results
+# above (nothing is retrained): the difference between two arms paired by
+# seed, its 95% interval and the verdict `lab.compare` draws from the interval
+# alone (ahead, behind or tie). Where several arms face one baseline, the
+# intervals are corrected for their number (`compare_to_baseline`). A
+# quick-mode run has one seed for most notebooks: its lines give the
+# difference with no interval and no verdict.
+
+# %%
+lines = []
+for task_name in TASKS:
+    arms = lab.scores_by_seed(rows, arm="method", task=task_name)
+    lines += [
+        f"{task_name}: each method against plain "
+        f"(intervals corrected for {len(arms) - 1} comparisons)",
+        lab.compare_to_baseline_or_note(arms, "plain"),
+        lab.compare_or_note(
+            arms["discriminative_10x"],
+            arms["plain_10x"],
+            name_a=f"{task_name}: discriminative_10x",
+            name_b="plain_10x",
+        ),
+    ]
+print(lab.what_this_run_showed(lines))
+
 
 # %% [markdown]
 # ## Exercises

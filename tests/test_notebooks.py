@@ -1,5 +1,11 @@
 """Notebook hygiene: pairs in sync, headers and structure, quick-mode execution.
 
+Every notebook opens with the Colab install cell (right after its header) and
+closes, before its Exercises, with a `## What this run showed` markdown cell
+and one code cell printing its key comparisons. No tracked file refers to
+the `shared` folder outside the repository, or to the placeholder owner of
+the old GitHub links.
+
 The structure and pairing checks take well under a second and always run. The
 execution tests run each notebook top to bottom in quick mode
 (`TLRECIPES_QUICK=1`) through `notebooks/run_notebooks.py`, on a copy written
@@ -13,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,6 +33,23 @@ NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 PAIRED_SCRIPTS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))
 IDS = [path.stem for path in NOTEBOOKS]
+
+#: The first code cell of every notebook, right after its header.
+COLAB_CELL = """\
+# Colab only: install tlrecipes into the Colab runtime (does nothing elsewhere).
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q",
+         "tlrecipes[tensorflow,offline-data] @ git+https://github.com/tlrecipes/tlrecipes"],
+        check=True,
+    )"""
+SHOWED = "## What this run showed"
+#: Split so that this file does not match itself.
+SHARED = "../" + "shared"
+PLACEHOLDER = "github.com/" + "OWNER"
 
 HEADER_LINES = [
     r"^# \d\d \S.*$",
@@ -49,6 +73,29 @@ def _runner():
 
 def _cells(notebook) -> list[tuple[str, str]]:
     return [(cell.cell_type, cell.source.strip()) for cell in notebook.cells]
+
+
+def _is_colab(cell) -> bool:
+    return cell.cell_type == "code" and "google.colab" in cell.source
+
+
+def _showed_index(notebook) -> int | None:
+    """Index of the code cell under `## What this run showed`, or None."""
+    cells = notebook.cells
+    for i, cell in enumerate(cells[:-1]):
+        heading = cell.cell_type == "markdown" and re.search(
+            rf"^{SHOWED}\s*$", cell.source, re.M
+        )
+        if heading and cells[i + 1].cell_type == "code":
+            return i + 1
+    return None
+
+
+def _tracked_files() -> list[Path]:
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.decode()
+    return [ROOT / name for name in listed.split("\0") if name]
 
 
 def test_there_are_notebooks():
@@ -95,7 +142,7 @@ def test_header(path):
 def test_structure(path):
     """One parameters cell with QUICK, an Exercises section, imports in Setup only."""
     notebook = nbformat.read(path, as_version=4)
-    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    code = [c for c in notebook.cells if c.cell_type == "code" and not _is_colab(c)]
     parameters = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(parameters) == 1, f"{path.name}: {len(parameters)} parameters cells"
     assert 'os.environ.get("TLRECIPES_QUICK", "0") == "1"' in parameters[0].source
@@ -107,6 +154,66 @@ def test_structure(path):
     for cell in code[1:]:
         imports = re.findall(r"^(?:import \w|from \S+ import )", cell.source, re.M)
         assert not imports, f"{path.name}: imports outside the Setup cell: {imports}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_colab_cell_follows_the_header(path):
+    """The first code cell installs tlrecipes on Colab, and only there."""
+    notebook = nbformat.read(path, as_version=4)
+    second = notebook.cells[1] if len(notebook.cells) > 1 else None
+    assert second is not None and _is_colab(second), (
+        f"{path.name}: cell 1 (right after the header) is not the Colab install "
+        "cell. Fix: paste COLAB_CELL from tests/test_notebooks.py there."
+    )
+    assert second.source.strip() == COLAB_CELL, (
+        f"{path.name}: the Colab cell differs from COLAB_CELL in "
+        "tests/test_notebooks.py. Fix: paste it exactly."
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_what_this_run_showed_closes_the_notebook(path):
+    """A `## What this run showed` markdown cell and its code cell, before the
+    Exercises."""
+    notebook = nbformat.read(path, as_version=4)
+    index = _showed_index(notebook)
+    assert index is not None, (
+        f"{path.name}: no '{SHOWED}' markdown cell followed by a code cell. Fix: "
+        "add one before the Exercises, printing lab.what_this_run_showed([...])."
+    )
+    exercises = [
+        i
+        for i, cell in enumerate(notebook.cells)
+        if cell.cell_type == "markdown"
+        and re.search(r"^## Exercises", cell.source, re.M)
+    ]
+    assert exercises and index < exercises[0], (
+        f"{path.name}: '{SHOWED}' must come before the Exercises section"
+    )
+    assert "what_this_run_showed" in notebook.cells[index].source
+
+
+def test_no_tracked_file_refers_to_shared():
+    """The shared folder exists on one machine only: nothing may point there."""
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in _tracked_files()
+        if path.is_file() and SHARED.encode() in path.read_bytes()
+    ]
+    assert not offenders, f"files referring to {SHARED}: {offenders}"
+
+
+def test_no_owner_placeholder_in_links():
+    """The project lives at github.com/tlrecipes/tlrecipes: no placeholder left."""
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in _tracked_files()
+        if path.is_file() and PLACEHOLDER.encode() in path.read_bytes()
+    ]
+    assert not offenders, (
+        f"files with the {PLACEHOLDER} placeholder: {offenders}. "
+        "Fix: use https://github.com/tlrecipes/tlrecipes."
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
@@ -161,6 +268,14 @@ def test_notebook_runs_in_quick_mode(path, tmp_path):
         if output.output_type == "error"
     ]
     assert not errors
+    index = _showed_index(executed)
+    assert index is not None, f"{path.name}: no '{SHOWED}' cell"
+    printed = "".join(
+        output.get("text", "")
+        for output in executed.cells[index].get("outputs", [])
+        if output.output_type == "stream"
+    )
+    assert printed.strip(), f"{path.name}: the '{SHOWED}' cell printed nothing"
     # A quick run's header says so: its numbers are a smoke test, not results.
     assert "**This run:** quick mode on " in executed.cells[0].source
     assert "**This run:** full mode" not in executed.cells[0].source
