@@ -420,6 +420,22 @@ def run_all(
 # Main
 
 
+def _check_seeds(plan: dict[str, Any], env: dict[str, Any]) -> None:
+    """Warns (`SeedWarning`) when the seeds are fewer than `min_seeds(device)`."""
+    from tlrecipes.lab.comparison import SeedWarning, min_seeds
+
+    needed = min_seeds(env["device"])
+    plan["min_seeds"] = needed
+    if len(plan["seeds"]) < needed:
+        warnings.warn(
+            f"{len(plan['seeds'])} seeds is fewer than the {needed} a comparison "
+            f"needs on {env['device']!r}: the report's intervals are wide and "
+            f"its verdicts flagged. Fix: --seeds {' '.join(map(str, range(needed)))}",
+            SeedWarning,
+            stacklevel=2,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
@@ -504,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     env, results = run_all(jobs, plan, args.workers)
+    _check_seeds(plan, env)
     new = sum(r["new"] for r in results)
     wall = time.perf_counter() - start
     command = (

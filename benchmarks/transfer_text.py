@@ -368,7 +368,14 @@ def render_report(
                     f"{plan['config']['val_per_class']} validation images per class; "
                     "best-validation weights kept, test read once; picks on "
                     "validation (`pick_best`); paired 95% t intervals (`compare`, "
-                    f"Bonferroni within a family); {len(plan['seeds'])} seeds",
+                    f"Bonferroni within a family); {len(plan['seeds'])} seeds "
+                    f"(minimum on this device: {plan.get('min_seeds', '?')}"
+                    + (
+                        "; **too few**"
+                        if len(plan["seeds"]) < plan.get("min_seeds", 0)
+                        else ""
+                    )
+                    + ")",
                 ],
                 [
                     "runs",
@@ -557,8 +564,10 @@ def render_report(
         "`invocations.jsonl`: device, backend, versions, command and duration of "
         "each invocation.",
         "- `summary_size_sweep.csv`, `benefits.csv`, `transferability.csv`: the "
-        "tables above; `results.json`: plan, environment, summaries, crossovers and "
-        "rule verdicts.",
+        "tables above; `results.json`: provenance (`lab.provenance`: commit, dirty "
+        "flag, backend, device, versions, settings), plan, summaries, every "
+        "`Comparison` (`to_dict()`), picks on validation, crossovers and rules.",
+        "- Figures: learning curves are read on the validation split.",
         "- Figures: `transfer_vs_scratch_<task>.png`, `benefits_<task>.png`, "
         "`transferability_<task>.png`, `size_sweep_<task>.png`.",
         "",
