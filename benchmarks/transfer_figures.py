@@ -46,6 +46,8 @@ def figure_transfer_vs_scratch(task, sweep, plan, path):
                 f" pts over {len(plan['seeds'])} seeds"
             ),
         )
+        if plan["config"].get("val_per_class"):  # the curves are read on it
+            ax.set_ylabel("validation accuracy")
         start = _head_phase_steps(rows[0], plan["config"])
         ax.axvline(start, color="#7b1fa2", linestyle="--", lw=1)
         ax.text(
