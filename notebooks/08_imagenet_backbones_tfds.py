@@ -34,7 +34,7 @@ import sys
 if "google.colab" in sys.modules:
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q",
-         "tlrecipes[tensorflow,offline-data] @ git+https://github.com/tlrecipes/tlrecipes"],
+         "tlrecipes[tensorflow,offline-data,imagenet] @ git+https://github.com/tlrecipes/tlrecipes"],
         check=True,
     )
 
@@ -492,8 +492,7 @@ if rows:
 # its 95% interval, the seeds, and the verdict.
 
 # %%
-for comparison in COMPARISONS:
-    print(comparison)
+print(lab.what_this_run_showed(COMPARISONS))
 
 # %% [markdown]
 # ## Exercises
