@@ -518,7 +518,9 @@ def task_splits(
         seed: Seed of the validation and training draws.
         val_per_class: Validation images per class. Defaults to 20.
         test_per_class: Test images per class, or None for the full test
-            split. Defaults to None.
+            split (also used when a class of the test split holds no more
+            than `test_per_class`: offline MNIST has 100 per class).
+            Defaults to None.
 
     Returns:
         `((x_train, y_train), (x_val, y_val), (x_test, y_test))`, images at
@@ -528,7 +530,9 @@ def task_splits(
     data = task.target_subset(n_per_class, seed=seed, val_per_class=val_per_class)
     x_test, y_test = data.x_test, data.y_test
     if test_per_class is not None:
-        x_test, y_test = sample_per_class(x_test, y_test, test_per_class, seed=0)
+        smallest = int(np.bincount(y_test).min())
+        if test_per_class < smallest:  # else the whole split: all there is
+            x_test, y_test = sample_per_class(x_test, y_test, test_per_class, seed=0)
     return (data.x_train, data.y_train), (data.x_val, data.y_val), (x_test, y_test)
 
 
@@ -628,7 +632,9 @@ def linear_probe_similarity(
         size: Input side in pixels. Defaults to `RESOLUTION`.
         val_per_class: Validation images per class. Defaults to 20.
         test_per_class: Test images per class, or None for the full test
-            split. Defaults to None.
+            split (also used when a class of the test split holds no more
+            than `test_per_class`: offline MNIST has 100 per class).
+            Defaults to None.
         cache_dir: Feature cache folder. Defaults to `feature_cache_dir()`.
         c_grid: The probe's inverse L2 strengths. Defaults to `C_GRID`.
 
