@@ -132,11 +132,14 @@ def _markdown(record: dict, results: dict, seconds: float) -> str:
         "",
         f"Input {s['size']}x{s['size']} RGB (grayscale copied), validation "
         f"{s['val_per_class']} per class from the training split, test "
-        f"{s['test_per_class'] or 'all'} per class (fixed sample, read once per "
+        f"{s['test_per_class'] or 'all'} per class, or the whole test split "
+        "where a class holds fewer (fixed sample, read once per "
         f"final model), seeds {s['seeds']}. Tuning budget per arm: "
         f"{len(s['c_grid'])} configurations chosen on validation (probe: C in "
         f"{s['c_grid']}; scratch: Adam lr in {s['lr_grid']}, {s['epochs']} "
-        "epochs, best-validation epoch).",
+        "epochs, best-validation epoch). The duration counts features read "
+        "from the on-disk cache where an earlier run computed them "
+        "(`$TLRECIPES_FEATURE_CACHE`); a first run also extracts them.",
     ]
     if s["quick"]:
         lines += ["", "**Quick smoke run: these numbers mean nothing.**"]
@@ -145,6 +148,8 @@ def _markdown(record: dict, results: dict, seconds: float) -> str:
         lines += [
             "",
             f"## {name}",
+            "",
+            f"Test images: {task.get('n_test', '?')}.",
             "",
             f"Similarity to ImageNet (linear probe, {sim['n_per_class']} per class): "
             f"ImageNet features {_mean(sim['imagenet'])}, random-init twin "
@@ -183,6 +188,19 @@ def _markdown(record: dict, results: dict, seconds: float) -> str:
             lines += ["", f"### {n} per class", "", f"Test accuracy: {means}.", ""]
             lines += _table(cell["comparisons"])
     return "\n".join(lines) + "\n"
+
+
+def _n_test(task: str, settings: dict[str, Any]) -> int:
+    from tlrecipes.lab.real_backbone import task_splits
+
+    _, _, (_, y_test) = task_splits(
+        task,
+        min(settings["sizes"]),
+        0,
+        val_per_class=settings["val_per_class"],
+        test_per_class=settings["test_per_class"],
+    )
+    return len(y_test)
 
 
 def similarity_lines(results: dict[str, Any]) -> list[str]:
@@ -270,7 +288,11 @@ def run_real_backbone_report(
             lr_grid=settings["lr_grid"],
             **common,
         )
-        results[task] = {"similarity": similarity, "arms": arms}
+        results[task] = {
+            "similarity": similarity,
+            "arms": arms,
+            "n_test": _n_test(task, settings),
+        }
         log(f"{task}: done after {time.perf_counter() - start:.0f} s")
     seconds = time.perf_counter() - start
     out = Path(out)
