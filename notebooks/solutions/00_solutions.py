@@ -10,7 +10,16 @@ from __future__ import annotations
 
 import tempfile
 
-from _helpers import budget, get_source, mean_std, note, report, run_main, target_arrays
+from _helpers import (
+    STORE,
+    budget,
+    get_source,
+    mean_std,
+    note,
+    report,
+    run_main,
+    target_arrays,
+)
 
 from tlrecipes import lab
 
@@ -44,7 +53,7 @@ def exercise_1(quick: bool) -> None:
     for n in [5] if quick else [5, 10, 200, 500]:
         result = lab.transfer_vs_scratch(source, target, strategy="fine_tune_all",
                                          n_per_class=n, seeds=b.seeds,
-                                         config=b.config(), progress=False)
+                                         config=b.config(), progress=False, store=STORE)
         v = _benefits(result)
         gap = v["final_difference"]
         mean = sum(gap.values()) / len(gap)
@@ -72,7 +81,7 @@ def exercise_2(quick: bool) -> None:
     for strategy in strategies if quick else (*strategies[:1], "two_phase", *strategies[1:]):
         result = lab.transfer_vs_scratch(source, target, strategy=strategy,
                                          n_per_class=10, seeds=b.seeds,
-                                         config=b.config(), progress=False)
+                                         config=b.config(), progress=False, store=STORE)
         v = _benefits(result)
         _print_benefits(strategy, v)
         means[strategy] = {k: sum(v[k].values()) / len(v[k]) for k in BENEFITS}
@@ -96,7 +105,7 @@ def exercise_3(quick: bool) -> None:
         result = lab.transfer_vs_scratch(
             get_source(task, quick), target_arrays(task, b.test_per_class),
             strategy="fine_tune_all", n_per_class=10, seeds=b.seeds,
-            config=b.config(), progress=False)
+            config=b.config(), progress=False, store=STORE)
         values[task] = _benefits(result)
         _print_benefits(task, values[task])
     for key in BENEFITS:
@@ -126,7 +135,7 @@ def exercise_4(quick: bool) -> None:
     print(f"  first run (scratch): test accuracy {first.metrics['test_accuracy']:.3f}")
     result = lab.transfer_vs_scratch(first, (x10, y10, x_test, y_test),
                                      strategy="fine_tune_all", n_per_class=10,
-                                     seeds=b.seeds, config=b.config(), progress=False)
+                                     seeds=b.seeds, config=b.config(), progress=False, store=STORE)
     v = _benefits(result)
     _print_benefits("second run, started from the first", v)
     print(f"  jumpstart: {mean_std(v['jumpstart'])}")
@@ -147,7 +156,7 @@ def exercise_5(quick: bool) -> None:
         result = lab.transfer_vs_scratch(source, target, strategy="fine_tune_all",
                                          n_per_class=10, seeds=b.seeds,
                                          config=b.config(min_steps=steps),
-                                         progress=False)
+                                         progress=False, store=STORE)
         values[steps] = _benefits(result)
         _print_benefits(f"min_steps={steps}", values[steps])
     half, full = b.min_steps // 2, b.min_steps

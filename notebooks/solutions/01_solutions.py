@@ -8,6 +8,7 @@ compared with `lab.compare` (paired by seed, 95% interval).
 from __future__ import annotations
 
 from _helpers import (
+    STORE,
     budget,
     get_source,
     mean_std,
@@ -29,7 +30,7 @@ def _sweep(task: str, sizes, strategies, quick: bool, **config) -> list[dict]:
     b = budget(quick)
     return lab.size_sweep(get_source(task, quick), target_arrays(task, b.test_per_class),
                           sizes=sizes, strategies=strategies, seeds=b.seeds,
-                          config=b.config(**config), progress=False)
+                          config=b.config(**config), progress=False, store=STORE)
 
 
 def exercise_1(quick: bool) -> None:

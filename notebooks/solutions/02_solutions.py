@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 from _helpers import (
+    STORE,
     budget,
     get_source,
     mean_std,
@@ -31,7 +32,7 @@ def _sweep(sizes, strategies, quick: bool, task: str = TASK, **config) -> list[d
     b = budget(quick)
     return lab.size_sweep(get_source(task, quick), target_arrays(task, b.test_per_class),
                           sizes=sizes, strategies=strategies, seeds=b.seeds,
-                          config=b.config(**config), progress=False)
+                          config=b.config(**config), progress=False, store=STORE)
 
 
 def exercise_1(quick: bool) -> None:

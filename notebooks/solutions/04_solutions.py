@@ -13,7 +13,7 @@ import tempfile
 
 import keras
 import numpy as np
-from _helpers import budget, get_source, mean_std, note, report, run_main
+from _helpers import STORE, budget, get_source, mean_std, note, report, run_main
 
 import tlrecipes as tl
 from tlrecipes import lab
@@ -34,7 +34,7 @@ def _part1(quick: bool, n: int, epochs: int, **config) -> dict:
         strategy="fine_tune_all", n_per_class=n, seeds=b.seeds,
         config=lab.TrainConfig(epochs=epochs, min_steps=0,
                                curve_points=2 if quick else 15, **config),
-        progress=False)
+        progress=False, store=STORE)
     out = {k: {r["seed"]: float(r[k]) for r in result.benefits}
            for k in ("transfer_accuracy", "scratch_accuracy", "final_difference",
                      "threshold_speedup")}

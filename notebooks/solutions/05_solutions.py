@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 
 from _helpers import (
+    STORE,
     budget,
     get_source,
     is_offline,
@@ -48,7 +49,7 @@ def _layers(quick: bool, source=None, task: str = TASK, n: int | None = None,
         source or get_source(task, quick), target_arrays(task, s["test_per_class"]),
         cuts=cuts or s["cuts"], variants=variants, n_per_class=n or s["n"],
         seeds=budget(quick).seeds, config=config, base_b_config=base_b,
-        progress=False)
+        progress=False, store=STORE)
 
 
 def _curves(rows: list[dict], variants=VARIANTS) -> dict[str, dict[int, float]]:
@@ -66,7 +67,10 @@ def _mean(values: dict) -> float:
 
 def _print_curves(label: str, curves: dict) -> None:
     for v, points in curves.items():
-        print(f"  {label} {v}: " + ", ".join(f"n={n} {a:.3f}" for n, a in points.items()))
+        if v == "baseB":
+            print(f"  {label} baseB: {points[0]:.3f}")
+        else:
+            print(f"  {label} {v}: " + ", ".join(f"n={n} {a:.3f}" for n, a in points.items()))
 
 
 def exercise_1(quick: bool) -> None:
@@ -79,7 +83,8 @@ def exercise_1(quick: bool) -> None:
     less to learn.
     """
     small_n, large_n = (5, 10) if quick else (20, 200)
-    curves = {n: _curves(_layers(quick, n=n)) for n in (small_n, large_n)}
+    cuts = [1] if quick else None
+    curves = {n: _curves(_layers(quick, n=n, cuts=cuts)) for n in (small_n, large_n)}
     for n, c in curves.items():
         _print_curves(f"{n}/class", c)
     change = {v: _mean({k: curves[large_n][v][k] - curves[small_n][v][k]
@@ -142,7 +147,7 @@ def exercise_4(quick: bool) -> None:
                            sizes=[s["n"]], strategies=["feature_extractor"], seeds=b.seeds,
                            config=lab.TrainConfig(epochs=s["epochs"],
                                                   min_steps=s["min_steps"]),
-                           progress=False)
+                           progress=False, store=STORE)
     anb, fe = scores(rows, variant="AnB", n=3), scores(sweep)
     print(f"  AnB n=3 {mean_std(anb)}, feature_extractor {mean_std(fe)}")
     print("  per-seed difference: "
@@ -169,9 +174,10 @@ def exercise_5(quick: bool) -> None:
                 lab.SourceConfig(blocks=5, width=8, epochs=1), cache_dir=folder)
         else:
             source = lab.train_source_model(TASK, lab.SourceConfig(blocks=5))
+        variants = ["BnB"] if quick else ["BnB", "AnB"]
         rows = _layers(quick, source=source, cuts=[1, 3, 5] if quick else [1, 2, 3, 4, 5],
-                       variants=["BnB", "AnB"])
-    curves = _curves(rows, variants=["BnB", "AnB"])
+                       variants=variants)
+    curves = _curves(rows, variants=variants)
     _print_curves("5 blocks", curves)
     note("a BnB value at a middle n below both its neighbours and base B is the dip.")
 

@@ -70,8 +70,12 @@ def exercise_1(quick: bool) -> None:
             print(f"  {weights or 'random-init'} on {task}: "
                   f"{mean_std(table[(weights, task)])}")
     for weights in ("imagenet", None):
-        ranked = sorted(TASKS, key=lambda t: -np.mean(list(table[(weights, t)].values())))
-        print(f"  ranking with {weights or 'random-init'} features: {ranked}")
+        means = {t: float(np.mean(list(table[(weights, t)].values()))) for t in TASKS}
+        ranked = sorted(TASKS, key=lambda t: -means[t])
+        tied = len(set(means.values())) < len(means)
+        print(f"  ranking with {weights or 'random-init'} features: "
+              + " > ".join(f"{t} ({means[t]:.3f})" for t in ranked)
+              + (" (equal means: a tie, no ranking)" if tied else ""))
     for task in TASKS:
         report(table[("imagenet", task)], table[(None, task)],
                f"imagenet ({task})", "random-init")
@@ -107,6 +111,8 @@ def _fine_tune(quick: bool, task: str, seed: int, *, fine_tune_lr: float,
     _compile(model, HEAD_LR, quick)
     model.fit(x, y, epochs=s["head_epochs"], batch_size=32, verbose=0)
     head = _accuracy(model, x_test, y_test)
+    if unfreeze_from == "half":  # the first half of the base's layers stay frozen
+        unfreeze_from = len(tl.flat_layers(base)) // 2
     tl.freeze_until(model, unfreeze_from)  # BatchNorm stays frozen
     _compile(model, fine_tune_lr, quick)
     model.fit(x, y, epochs=s["fine_tune_epochs"], batch_size=32, verbose=0)
@@ -123,12 +129,10 @@ def exercise_2(quick: bool) -> None:
     freeze) on its small network: compare the sign of the difference there.
     """
     s = _settings(quick)
-    half = len(tl.application("efficientnet_lite0", input_shape=(s["size"], s["size"], 3),
-                              weights=None).layers) // 2
     task = TASKS[0]
     seeds = s["seeds"][:1] if quick else s["seeds"]
     halves = {seed: _fine_tune(quick, task, seed, fine_tune_lr=1e-5,
-                               unfreeze_from=half)[1] for seed in seeds}
+                               unfreeze_from="half")[1] for seed in seeds}
     whole = {seed: _fine_tune(quick, task, seed, fine_tune_lr=1e-5)[1] for seed in seeds}
     print(f"  second half fine-tuned {mean_std(halves)}, whole base {mean_std(whole)}")
     report(halves, whole, "second half", "whole base")
@@ -169,11 +173,11 @@ def exercise_4(quick: bool) -> None:
                       test_per_class=s["test_per_class"], epochs=1 if quick else 10,
                       c_grid=s["c_grid"], lr_grid=(1e-3,) if quick else rb.LR_GRID)
     for n, entry in result["sizes"].items():
-        arms = {a: {k: r.test_accuracy for k, r in v.items()}
+        arms = {a: {k: r["test_accuracy"] for k, r in v.items()}
                 for a, v in entry["arms"].items()}
         print(f"  {n} per class: " + ", ".join(f"{a} {mean_std(v)}" for a, v in arms.items()))
         report(arms["feature_extractor"], arms["scratch"], f"feature_extractor (n={n})",
-               "scratch")
+               "scratch", comparisons=len(arms) - 1)
     note("the first size whose verdict is 'tie' is where the twin caught up.")
 
 

@@ -30,6 +30,10 @@ import numpy as np
 
 from tlrecipes import lab
 
+#: One in-memory store per script: a run asked for twice (same source, target,
+#: `TrainConfig`, strategy, size and seed) is trained once and reused.
+STORE = lab.ResultStore()
+
 
 def is_quick(quick: bool | None = None) -> bool:
     """`quick` if given, else whether `TLRECIPES_QUICK=1` is set."""
