@@ -116,8 +116,9 @@ def exercise_3(quick: bool) -> None:
             elif quick:  # a one-epoch source on 100 digits per class
                 data = task.source_data()
                 x, y = lab.sample_per_class(data.x_train, data.y_train, 100, seed=0)
+                xt, yt = lab.sample_per_class(data.x_test, data.y_test, 20, seed=0)
                 source = lab.train_source_model(
-                    (x, y, data.x_test[:200], data.y_test[:200]),
+                    (x, y, xt, yt),
                     lab.SourceConfig(epochs=1), cache_dir=folder)
             else:
                 source = lab.train_source_model(task_name)  # cached after once

@@ -169,8 +169,9 @@ def exercise_5(quick: bool) -> None:
         if quick:
             data = lab.get_task(TASK).source_data()
             x, y = lab.sample_per_class(data.x_train, data.y_train, 50, seed=0)
+            xt, yt = lab.sample_per_class(data.x_test, data.y_test, 20, seed=0)
             source = lab.train_source_model(
-                (x, y, data.x_test[:200], data.y_test[:200]),
+                (x, y, xt, yt),
                 lab.SourceConfig(blocks=5, width=8, epochs=1), cache_dir=folder)
         else:
             source = lab.train_source_model(TASK, lab.SourceConfig(blocks=5))

@@ -28,7 +28,7 @@ def _settings(quick: bool) -> dict:
         "n": 10 if quick else 400,
         "head_epochs": 1 if quick else 5,
         "fine_tune_epochs": 1 if quick else 6,
-        "test": 200 if quick else None,
+        "test": 20 if quick else None,  # test images per class
         "batch_size": 32,
     }
 
@@ -76,8 +76,8 @@ def run_methods(quick: bool, methods, *, tasks=TASKS, n: int | None = None,
             data = lab.get_task(task).target_subset(n or s["n"], seed=seed)
             x, y = data.x_train.astype("float32") / 255.0, data.y_train
             x_test, y_test = data.x_test.astype("float32") / 255.0, data.y_test
-            if s["test"]:
-                x_test, y_test = x_test[: s["test"]], y_test[: s["test"]]
+            if s["test"]:  # balanced: the official test splits are sorted by class
+                x_test, y_test = lab.sample_per_class(x_test, y_test, s["test"], seed=0)
             if noise:
                 rng = np.random.default_rng(seed)
                 x = np.clip(x + rng.normal(0, noise, x.shape), 0, 1).astype("float32")
