@@ -189,8 +189,10 @@ def exercise_4(quick: bool) -> None:
     for label, lr in (("1e-4", FINE_TUNE_LR), ("lr_find", finder)):
         out = run_methods(quick, methods, lr=lr, tasks=TASKS[:1] if quick else TASKS)
         for task in TASKS[:1] if quick else TASKS:
-            ranking = sorted(methods, key=lambda m, t=task: -np.mean(list(out[(t, m)].values())))
-            print(f"  {task}, rate {label}: ranking {ranking}")
+            means = {m: float(np.mean(list(out[(task, m)].values()))) for m in methods}
+            ranking = sorted(methods, key=lambda m: -means[m])
+            print(f"  {task}, rate {label}: "
+                  + " > ".join(f"{m} ({means[m]:.3f})" for m in ranking))
     note("a different order between the two rates means the ranking depends on "
          "the rate; differences within the intervals of exercise 3 are noise.")
 
