@@ -55,7 +55,7 @@ test-backends:
 # Every notebook, top to bottom, in quick mode (TLRECIPES_QUICK=1) on a copy.
 test-notebooks:
 	KERAS_BACKEND=tensorflow TLRECIPES_OFFLINE=1 $(BIN)/python -m pytest -q \
-	  -p no:cacheprovider -m notebooks tests/test_notebooks.py
+	  -p no:cacheprovider -m notebooks tests/test_notebooks.py tests/test_solutions.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
