@@ -510,17 +510,17 @@ print(lab.what_this_run_showed(COMPARISONS))
 #
 # tfds path (`TLRECIPES_DATA=tfds`, internet):
 #
-# 1. Swap the backbones: EfficientNetB0 on flowers, MobileNetV2 on EuroSAT
+# 4. Swap the backbones: EfficientNetB0 on flowers, MobileNetV2 on EuroSAT
 #    (`tl.application` puts each one's scaling inside it). Is the ranking a
 #    property of the dataset or of the backbone?
-# 4. For EuroSAT, freeze only the first half of the base
+# 5. For EuroSAT, freeze only the first half of the base
 #    (`tl.two_phase_fit(..., unfreeze_from=...)`) and compare with notebook
 #    06's best number of frozen blocks on a different domain.
-# 5. Raise `FINE_TUNE_LR` to 1e-3 and watch the two-phase curve after the
+# 6. Raise `FINE_TUNE_LR` to 1e-3 and watch the two-phase curve after the
 #    head phase: how much of the pretrained advantage is destroyed?
-# 6. Add `1000` to `SIZES` for EuroSAT (2,160 images per class exist). Where
+# 7. Add `1000` to `SIZES` for EuroSAT (2,160 images per class exist). Where
 #    does the from-scratch twin catch up?
-# 7. Feed EfficientNet images scaled to [0, 1] (the classic bug) and measure
+# 8. Feed EfficientNet images scaled to [0, 1] (the classic bug) and measure
 #    the cost in accuracy.
 
 

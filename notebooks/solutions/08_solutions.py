@@ -1,9 +1,9 @@
 """Solutions to notebook 08 (ImageNet backbones), offline: EfficientNet-Lite0.
 
 Run: `python notebooks/solutions/08_solutions.py [--quick] [--exercise K]`.
-The notebook's exercises were written for tfds datasets (flowers, EuroSAT)
-and two backbones; these solutions answer them offline with the lab's real
-backbone, `tl.application("efficientnet_lite0")` (ImageNet-1k weights
+Exercises 1-3 are the notebook's offline path; 4-8 were written for its
+tfds path (flowers, EuroSAT) and two backbones, and these solutions answer
+them offline too, with the lab's real backbone, `tl.application("efficientnet_lite0")` (ImageNet-1k weights
 shipped with its package), on `imagenet_to_fashion` and `imagenet_to_mnist`
 (`tlrecipes/lab/real_backbone.py`: 96-pixel inputs, cached features, a
 linear probe chosen on validation). Where an exercise needs a second
@@ -54,7 +54,98 @@ def _probe(quick: bool, task: str, weights: str | None) -> dict[int, float]:
             for seed in s["seeds"]}
 
 
+def _probe_at(quick: bool, task: str, weights: str | None, size: int,
+              n: int | None = None) -> dict[int, float]:
+    s = _settings(quick)
+    settings = rb.protocol_settings(size=size, val_per_class=s["val_per_class"],
+                                    test_per_class=s["test_per_class"],
+                                    c_grid=s["c_grid"])
+    return {seed: rb.probe_on_task(lab.get_task(task), n or s["n"], seed, weights,
+                                   settings).test_accuracy
+            for seed in s["seeds"]}
+
+
 def exercise_1(quick: bool) -> None:
+    """`RESOLUTION = 224`: does the ImageNet probe's lead grow at ImageNet's scale?
+
+    Method: on `imagenet_to_mnist`, the linear probe on ImageNet features and
+    on the calibrated random-init twin's, at 96 px (the notebook) and at 224
+    px (the network's training size; 32 and 64 px in quick mode); the lead is
+    their paired difference, and the question is the difference of leads.
+    Prediction: ImageNet filters were trained on objects tens of pixels wide,
+    so digits upscaled to 224 px should match them better.
+    """
+    low, high = (32, 64) if quick else (rb.RESOLUTION, 224)
+    task = TASKS[-1]
+    leads = {}
+    for size in (low, high):
+        imagenet = _probe_at(quick, task, "imagenet", size)
+        random = _probe_at(quick, task, None, size)
+        print(f"  {size} px: imagenet {mean_std(imagenet)}, random-init "
+              f"{mean_std(random)}")
+        report(imagenet, random, f"imagenet@{size}", f"random-init@{size}")
+        leads[size] = {seed: imagenet[seed] - random[seed] for seed in imagenet}
+    report(leads[high], leads[low], f"lead@{high}", f"lead@{low}")
+
+
+def exercise_2(quick: bool) -> None:
+    """Skip the BatchNorm calibration: the random reference falls to chance.
+
+    Method: the random-init twin's features read without `calibrate_batchnorm`
+    (a `tl.application(..., weights=None)` built with the same seed, features
+    by `predict`), against the calibrated twin the notebook uses, on
+    `imagenet_to_fashion`. Why it is unfair: an uncalibrated network divides
+    by BatchNorm statistics (mean 0, variance 1) that do not describe its
+    activations, so the signal shrinks through 16 blocks; that measures a
+    broken network, not "random convolutional features".
+    """
+    s = _settings(quick)
+    task = TASKS[0]
+    calibrated = _probe_at(quick, task, None, s["size"])
+    raw, scale = {}, {}
+    for seed in s["seeds"]:
+        keras.utils.set_random_seed(seed)
+        model = tl.application("efficientnet_lite0", weights=None, pooling="avg",
+                               input_shape=(s["size"], s["size"], 3))
+        train, val, test = rb.task_splits(task, s["n"], seed,
+                                          val_per_class=s["val_per_class"],
+                                          test_per_class=s["test_per_class"])
+
+        def feats(x, model=model):
+            return model.predict(rb.to_backbone_input(x, s["size"]), verbose=0)
+
+        f_train = feats(train[0])
+        scale[seed] = float(np.abs(f_train).mean())
+        raw[seed] = rb.linear_probe((f_train, train[1]), (feats(val[0]), val[1]),
+                                    (feats(test[0]), test[1]), c_grid=s["c_grid"],
+                                    seed=seed).test_accuracy
+    print(f"  uncalibrated features: mean |value| {np.mean(list(scale.values())):.2e}")
+    print(f"  calibrated {mean_std(calibrated)}, uncalibrated {mean_std(raw)} "
+          f"(chance {1 / len(lab.get_task(task).target_classes):.3f})")
+    report(calibrated, raw, "calibrated random-init", "uncalibrated")
+
+
+def exercise_3(quick: bool) -> None:
+    """Add 1000 to `REAL_SIZES`: does the difference keep shrinking?
+
+    Method: the ImageNet probe minus the calibrated random-init probe at each
+    size on `imagenet_to_fashion` (offline MNIST holds only 400 per class),
+    paired by seed; then the change from the middle size to the largest.
+    Prediction (Soekhoe et al. 2016): the benefit of transfer shrinks as the
+    target grows.
+    """
+    sizes = (2, 5, 10) if quick else (10, 100, 1000)
+    task = TASKS[0]
+    lead = {}
+    for n in sizes:
+        imagenet = _probe_at(quick, task, "imagenet", _settings(quick)["size"], n)
+        random = _probe_at(quick, task, None, _settings(quick)["size"], n)
+        lead[n] = {seed: imagenet[seed] - random[seed] for seed in imagenet}
+        report(imagenet, random, f"imagenet@{n}/class", f"random-init@{n}/class")
+    report(lead[sizes[-1]], lead[sizes[-2]], f"lead@{sizes[-1]}", f"lead@{sizes[-2]}")
+
+
+def exercise_4(quick: bool) -> None:
     """Is the ranking a property of the dataset or of the backbone?
 
     Offline there is one ImageNet backbone; the second "backbone" here is its
@@ -119,7 +210,7 @@ def _fine_tune(quick: bool, task: str, seed: int, *, fine_tune_lr: float,
     return head, _accuracy(model, x_test, y_test)
 
 
-def exercise_2(quick: bool) -> None:
+def exercise_5(quick: bool) -> None:
     """Freeze only the first half of the base, then fine-tune the rest.
 
     Method: head phase, then fine-tuning at 1e-5 from the middle layer of the
@@ -138,7 +229,7 @@ def exercise_2(quick: bool) -> None:
     report(halves, whole, "second half", "whole base")
 
 
-def exercise_3(quick: bool) -> None:
+def exercise_6(quick: bool) -> None:
     """`FINE_TUNE_LR = 1e-3`: how much of the pretrained advantage is destroyed?
 
     Method: the same head phase, then the whole base fine-tuned at 1e-5 and
@@ -157,7 +248,7 @@ def exercise_3(quick: bool) -> None:
         report(tuned, head, f"fine-tuned @{lr:g}", "head only")
 
 
-def exercise_4(quick: bool) -> None:
+def exercise_7(quick: bool) -> None:
     """Where does the from-scratch twin catch up, as the target grows?
 
     Method: `run_arms` (feature extractor, random-init probe, scratch twin,
@@ -181,7 +272,7 @@ def exercise_4(quick: bool) -> None:
     note("the first size whose verdict is 'tie' is where the twin caught up.")
 
 
-def exercise_5(quick: bool) -> None:
+def exercise_8(quick: bool) -> None:
     """EfficientNet fed images scaled to [0, 1] (the classic bug): the cost.
 
     Method: the linear probe on features of the same images passed in
