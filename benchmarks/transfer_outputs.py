@@ -136,3 +136,25 @@ def log_invocation(out: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
     with path.open("a") as f:
         f.write(json.dumps(record) + "\n")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def add_real_backbone(out: Path, seeds: int, quick: bool) -> None:
+    """Real-backbone cases: measured into out/real_backbone, summarised in REPORT."""
+    from tlrecipes.lab.real_backbone_report import (
+        key_numbers,
+        real_backbone_settings,
+        report_section,
+        run_real_backbone_report,
+    )
+
+    settings = real_backbone_settings(seeds=max(seeds, 2), quick=quick)
+    payload = run_real_backbone_report(out / "real_backbone", settings)
+    real = key_numbers(payload, "real_backbone/REPORT.md")
+    report = out / "REPORT.md"
+    report.write_text(
+        report.read_text().rstrip("\n") + "\n\n" + "\n".join(report_section(real))
+    )
+    results = out / "results.json"
+    data = json.loads(results.read_text())
+    data["real_backbone"] = real
+    results.write_text(json.dumps(data, indent=1, default=str))

@@ -80,7 +80,11 @@ if str(HERE) not in sys.path:  # the report's modules beside this script
     sys.path.insert(0, str(HERE))
 
 from transfer_analysis import STRATEGIES  # noqa: E402
-from transfer_outputs import log_invocation, write_outputs  # noqa: E402
+from transfer_outputs import (  # noqa: E402
+    add_real_backbone,
+    log_invocation,
+    write_outputs,
+)
 
 TASKS = ("fashion_a_to_b", "fashion_to_mnist")
 #: Images per class of the size sweep, capped by what each target offers
@@ -477,6 +481,12 @@ def main(argv: list[str] | None = None) -> int:
         help="JAX persistent compilation cache ('' to disable).",
     )
     parser.add_argument(
+        "--real-backbone",
+        action="store_true",
+        help="Also measure ImageNet EfficientNet-Lite0 -> Fashion-MNIST and MNIST "
+        "(lab.real_backbone_report) into OUT/real_backbone and add its section.",
+    )
+    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="Print the plan and the job list, train nothing.",
@@ -561,6 +571,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(rows)} runs ({new} new) stored in {plan['store']}; no report.")
         return 0
     write_outputs(plan, env, results, runtime, out)
+    if args.real_backbone:
+        add_real_backbone(out, len(plan["seeds"]), args.quick)
     print(
         f"{len(rows)} runs ({new} new) in {time.perf_counter() - start:.0f} s on "
         f"{env['device']} ({env['backend']}); report: {out / 'REPORT.md'}"

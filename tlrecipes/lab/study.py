@@ -414,6 +414,7 @@ def run_study(
 def _real_backbone(out: Path, seeds: int, quick: bool, log: Any) -> dict[str, Any]:
     """Runs the real-backbone report into `out/real_backbone`; its key numbers."""
     from tlrecipes.lab.real_backbone_report import (
+        key_numbers,
         real_backbone_settings,
         run_real_backbone_report,
     )
@@ -421,20 +422,7 @@ def _real_backbone(out: Path, seeds: int, quick: bool, log: Any) -> dict[str, An
     log("Real-backbone cases (ImageNet EfficientNet-Lite0, features cached) ...")
     settings = real_backbone_settings(seeds=max(seeds, 2), quick=quick)
     payload = run_real_backbone_report(out / "real_backbone", settings, log=log)
-    return {
-        "report": "real_backbone/REPORT.md",
-        "settings": settings,
-        "seconds": round(payload["seconds"], 1),
-        "similarity": {
-            task: result["similarity"] for task, result in payload["results"].items()
-        },
-        "feature_extractor": {
-            task: {
-                n: cell["comparisons"] for n, cell in result["arms"]["sizes"].items()
-            }
-            for task, result in payload["results"].items()
-        },
-    }
+    return key_numbers(payload, "real_backbone/REPORT.md")
 
 
 def _source_info(source: Any) -> dict[str, Any]:

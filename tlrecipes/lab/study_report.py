@@ -207,7 +207,10 @@ def write_report(result: StudyResult, plan: dict[str, Any]) -> list[Path]:
         for case in disagreements:
             lines.append(f"- **{case_name(case)}**: {verdict(case)}.")
         lines.append("")
-    lines += _real_backbone_section(plan.get("real_backbone"))
+    if plan.get("real_backbone"):
+        from tlrecipes.lab.real_backbone_report import report_section
+
+        lines += report_section(plan["real_backbone"])
     lines += ["## Every strategy, per case", ""]
     for case in cases:
         lines += [f"### {case_name(case)}", "", *_strategy_table(case), ""]
@@ -300,45 +303,3 @@ def write_report(result: StudyResult, plan: dict[str, Any]) -> list[Path]:
     files.insert(0, out / "REPORT.md")
     return files
 
-
-def _real_backbone_section(real: dict[str, Any] | None) -> list[str]:
-    """The real-backbone cases: similarity to ImageNet and the frozen-feature arm."""
-    if not real:
-        return []
-    from tlrecipes.lab.real_backbone_report import similarity_lines
-
-    settings = real["settings"]
-    lines = [
-        "## Real backbone: ImageNet EfficientNet-Lite0",
-        "",
-        f"The same protocol on an ImageNet backbone ({settings['size']} px, grayscale "
-        f"copied to RGB, {len(settings['seeds'])} seeds, validation "
-        f"{settings['val_per_class']} per class). How similar each target is to "
-        "ImageNet, measured as the linear-probe accuracy on frozen ImageNet "
-        "features against the same probe on a random-init twin whose BatchNorm "
-        "statistics are estimated on the target:",
-        "",
-        *similarity_lines(
-            {task: {"similarity": sim} for task, sim in real["similarity"].items()}
-        ),
-        "",
-        "Feature extractor (linear head on frozen ImageNet features) against the "
-        "random-init probe, per size:",
-        "",
-    ]
-    for task, sizes in real["feature_extractor"].items():
-        for n, comparisons in sizes.items():
-            for c in comparisons:
-                lines.append(
-                    f"- {task}, {n} per class: {c['name']} {100 * c['mean']:+.1f} "
-                    f"points ({100 * c['low']:+.1f} to {100 * c['high']:+.1f}, "
-                    f"{c['n']} seeds) -> {c['verdict']}."
-                )
-    lines += [
-        "",
-        "Fine-tuning and the from-scratch twin of this backbone are not in the "
-        "study: on a 2-core CPU they cost hours (see "
-        f"[{real['report']}]({real['report']}), {real['seconds']:.0f} s here).",
-        "",
-    ]
-    return lines
