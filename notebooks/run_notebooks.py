@@ -136,12 +136,52 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
-def run_line(mode: str, seconds: float, device: str, backend: str) -> str:
+def code_commit(root: Path = NOTEBOOK_DIR.parent) -> tuple[str | None, list[str]]:
+    """The short commit of the checkout holding `root`, and its changed sources.
+
+    Output folders (`reports/`, `runs/`, `benchmarks/results/`) and the
+    notebooks' own `.ipynb` files (which a full run rewrites) do not count as
+    changes. Outside a git checkout: `(None, [])`.
+    """
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None, []
+    changed = [line[3:] for line in status.splitlines() if line.strip()]
+    outputs = ("reports/", "runs/", "benchmarks/results/")
+    changed = [
+        path
+        for path in changed
+        if not path.startswith(outputs)
+        and not (path.startswith("notebooks/") and path.endswith(".ipynb"))
+    ]
+    return commit or None, changed
+
+
+def run_line(
+    mode: str, seconds: float, device: str, backend: str, commit: str | None = None
+) -> str:
     """The header line a finished run stamps into the notebook."""
     today = dt.date.today().isoformat()
+    at = f"code at commit {commit}, " if commit else ""
     line = (
         f"**This run:** {mode} mode on {device}, Keras backend `{backend}`, "
-        f"{_duration(seconds)} of execution ({today})."
+        f"{at}{_duration(seconds)} of execution ({today})."
     )
     if mode == "quick":
         line += " Quick mode is a smoke test (TLRECIPES_QUICK=1): its numbers are "
@@ -204,6 +244,7 @@ def execute(
     timeout: int = 600,
     jobs: int = 1,
     memory_fraction: float | None = None,
+    commit: str | None = None,
 ) -> Outcome:
     """Executes one notebook in a fresh `python3` kernel and writes the result.
 
@@ -219,6 +260,8 @@ def execute(
             of each). Defaults to 1.
         memory_fraction: GPU memory fraction per process for JAX. Defaults to
             None: 0.9 / jobs when jobs > 1, else JAX's own default.
+        commit: The code's commit, named in a full run's header line.
+            Defaults to None (not named).
 
     Returns:
         An `Outcome` (notebook, output, ok, seconds, error).
@@ -269,7 +312,7 @@ def execute(
         # the executed copy says what it is (the paired .py is left alone).
         stamp(nb, run_line("quick", seconds, device_name(), keras_backend()))
     if not error and not quick:
-        line = run_line("full", seconds, device_name(), keras_backend())
+        line = run_line("full", seconds, device_name(), keras_backend(), commit)
         if not stamp(nb, line):
             error = f"{notebook.name} has no '**This run:**' line in its header."
         # The paired .py (the source of truth) carries the same stamp, so the
@@ -285,7 +328,7 @@ def execute(
 
 
 def _job(args: tuple) -> Outcome:
-    notebook, output, quick, timeout, jobs, fraction = args
+    notebook, output, quick, timeout, jobs, fraction, commit = args
     return execute(
         notebook,
         output,
@@ -293,6 +336,7 @@ def _job(args: tuple) -> Outcome:
         timeout=timeout,
         jobs=jobs,
         memory_fraction=fraction,
+        commit=commit,
     )
 
 
@@ -331,6 +375,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="GPU memory fraction per notebook for JAX (default 0.9 / jobs).",
     )
+    parser.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="Full mode: run with uncommitted source changes (the header says so).",
+    )
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1. Received: --jobs {args.jobs}.")
@@ -344,11 +393,25 @@ def main(argv: list[str] | None = None) -> int:
             "(pass --out DIR to keep the committed notebooks clean).",
             file=sys.stderr,
         )
+    commit = None
+    if not quick:
+        # Outputs that get committed name the code that made them: read once,
+        # before the first notebook rewrites itself.
+        commit, changed = code_commit(notebooks[0].parent)
+        if changed and not args.allow_dirty:
+            parser.error(
+                "--full needs a clean checkout, so the header can name the commit "
+                f"that made the outputs. Received: {len(changed)} changed path(s), "
+                f"e.g. {changed[:3]}. Fix: commit them first, or pass --allow-dirty "
+                "(the header then says '+dirty')."
+            )
+        if commit and changed:
+            commit += "+dirty"
     work = []
     for path in notebooks:
         output = Path(args.out) / path.name if args.out else path
         work.append(
-            (path, output, quick, args.timeout, args.jobs, args.memory_fraction)
+            (path, output, quick, args.timeout, args.jobs, args.memory_fraction, commit)
         )
     mode_name = "quick" if quick else "full"
     print(f"Running {len(work)} notebook(s) in {mode_name} mode, {args.jobs} at a time")

@@ -240,11 +240,39 @@ def test_stamp_replaces_only_the_run_line():
         nbformat.v4.new_markdown_cell("# 99 T\n\n**This run:** not executed yet.\n\nx"),
         nbformat.v4.new_markdown_cell("**This run:** not this one."),
     ]
-    line = runner.run_line("full", 125.4, "NVIDIA H100 80GB HBM3 GPU", "jax")
+    line = runner.run_line(
+        "full", 125.4, "NVIDIA H100 80GB HBM3 GPU", "jax", commit="abc1234"
+    )
     assert runner.stamp(notebook, line)
     assert notebook.cells[0].source == f"# 99 T\n\n{line}\n\nx"
     assert notebook.cells[1].source == "**This run:** not this one."
     assert "2 min 05 s" in line and "`jax`" in line
+    assert line.startswith("**This run:** full mode on")
+    assert "code at commit abc1234" in line
+
+
+def test_full_mode_names_the_commit_and_refuses_a_dirty_checkout(tmp_path):
+    """A full run's header names its commit; changed sources stop it first."""
+    runner = _runner()
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "00_x.ipynb").write_text("{}")
+    (tmp_path / "tlrecipes.py").write_text("x = 1\n")
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], check=True)
+    head = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    # A notebook rewritten by the run itself, or a report, is not a change.
+    (tmp_path / "notebooks" / "00_x.ipynb").write_text('{"cells": []}')
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "r.md").write_text("r")
+    assert runner.code_commit(tmp_path) == (head, [])
+    (tmp_path / "tlrecipes.py").write_text("x = 2\n")
+    assert runner.code_commit(tmp_path) == (head, ["tlrecipes.py"])
+    with pytest.raises(SystemExit):
+        runner.main(["--full", str(tmp_path / "notebooks" / "00_x.ipynb")])
 
 
 @pytest.mark.notebooks
