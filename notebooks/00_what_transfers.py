@@ -152,6 +152,11 @@ source.base.summary()
 # size and at least `MIN_STEPS` optimisation steps. Budgeting in steps rather
 # than epochs matters: with 10 images per class and batch size 32 an "epoch"
 # is two steps.
+#
+# This notebook reads its learning curves on the test split, because the
+# curves are what it shows: it compares fixed arms and picks nothing, so no
+# choice depends on those reads. Notebooks that choose (a strategy, a depth, a
+# checkpoint) hold out a validation split and choose on it (01, 05, 06).
 
 # %%
 CONFIG = lab.TrainConfig(epochs=EPOCHS, min_steps=MIN_STEPS, curve_points=CURVE_POINTS)

@@ -115,6 +115,11 @@ MIN_STEPS = 30 if QUICK else 300
 BASE_B_STEPS = 60 if QUICK else 600
 # Test images per class (None: the whole official test split).
 TEST_PER_CLASS = 100 if QUICK else None
+# Validation images per class of task B, disjoint from the training sample:
+# each run keeps its best-validation point (of CURVE_POINTS reads), and test
+# is read once, on that model.
+VAL_PER_CLASS = 10 if QUICK else 50
+CURVE_POINTS = 2 if QUICK else 5
 
 # %% [markdown]
 # ## Source networks (A) and the target data (B)
@@ -164,11 +169,14 @@ for name in PAIRS:
 # short shared budget, BnB would beat base B merely because its copied blocks
 # were trained twice, so base B gets `BASE_B_STEPS`, twice the variants'
 # budget. BatchNorm layers holding copied statistics stay frozen (inference
-# mode); re-initialised ones train.
+# mode); re-initialised ones train. Every run, base B included, holds out
+# `VAL_PER_CLASS` images per class as a validation split, keeps its
+# best-validation point and is read once on test.
 
 # %%
-config = lab.TrainConfig(epochs=EPOCHS, min_steps=MIN_STEPS, curve_points=1)
-base_b_config = lab.TrainConfig(epochs=EPOCHS, min_steps=BASE_B_STEPS, curve_points=1)
+protocol = {"curve_points": CURVE_POINTS, "val_per_class": VAL_PER_CLASS}
+config = lab.TrainConfig(epochs=EPOCHS, min_steps=MIN_STEPS, **protocol)
+base_b_config = lab.TrainConfig(epochs=EPOCHS, min_steps=BASE_B_STEPS, **protocol)
 rows = {}
 for name in PAIRS:
     rows[name] = lab.transferability_by_layer(
