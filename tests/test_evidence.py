@@ -129,3 +129,40 @@ def test_cli_evidence_flag(tmp_path, capsys):
     assert main(["advise", "--images-per-class", "10", "--similar", "no",
                  "--evidence", str(tmp_path / "missing.json")]) == 2
     assert "is not a file" in capsys.readouterr().err
+
+
+CASES = [
+    ("small", "similar"), ("small", "different"),
+    ("large", "similar"), ("large", "different"),
+]  # fmt: skip
+
+
+def test_study_cell_is_the_report_row_of_its_case():
+    """The case notebooks' cell of the 2x2 is REPORT.md's row (and so README's)."""
+    from tlrecipes import lab
+    from tlrecipes.lab.study_summary import advised_cell, best_cell, case_name, verdict
+
+    report = (STUDY.parent / "REPORT.md").read_text()
+    evidence = load_evidence()
+    for size, similarity in CASES:
+        row = measured_row(evidence, size, similarity)
+        case = {**row, "comparisons": row["advised_vs_best"]}
+        best, gain = best_cell(case)
+        cells = [case_name(case), row["advice"], best, gain, advised_cell(case),
+                 verdict(case)]  # fmt: skip
+        assert "| " + " | ".join(cells) + " |" in report, (size, similarity)
+        text = lab.study_cell(size, similarity)
+        assert all(cell in text for cell in cells)
+        assert f"at {evidence['provenance']['commit'][:7]}" in text
+
+
+def test_study_cell_rejects_a_case_outside_the_table():
+    from tlrecipes import lab
+
+    with pytest.raises(ValueError, match="expected one of \\['small', 'large'\\]"):
+        lab.study_cell("medium", "similar")
+    old = load_evidence()
+    for case in old["cases"]:
+        case["advice"] = None
+    with pytest.raises(ValueError, match="re-compact"):
+        lab.study_cell("small", "similar", old)

@@ -33,6 +33,13 @@ NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 PAIRED_SCRIPTS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))
 IDS = [path.stem for path in NOTEBOOKS]
+#: The four case notebooks, each printing its cell of the study's 2x2 table.
+CASE_NOTEBOOKS = {
+    "01_small_similar_feature_extractor": ("small", "similar"),
+    "02_small_different": ("small", "different"),
+    "03_large_similar_fine_tuning": ("large", "similar"),
+    "04_large_different": ("large", "different"),
+}
 
 #: The first code cell of every notebook, right after its header.
 COLAB_CELL = """\
@@ -304,6 +311,17 @@ def test_notebook_runs_in_quick_mode(path, tmp_path):
         if output.output_type == "stream"
     )
     assert printed.strip(), f"{path.name}: the '{SHOWED}' cell printed nothing"
+    case = CASE_NOTEBOOKS.get(path.stem)
+    if case is not None:  # the four case notebooks print their cell of the 2x2
+        everything = "".join(
+            output.get("text", "")
+            for cell in executed.cells
+            if cell.cell_type == "code"
+            for output in cell.get("outputs", [])
+        )
+        size, similarity = case
+        assert f"The measured 2x2 table, case {size} (" in everything
+        assert f"), {similarity} (" in everything
     # A quick run's header says so: its numbers are a smoke test, not results.
     assert "**This run:** quick mode on " in executed.cells[0].source
     assert "**This run:** full mode" not in executed.cells[0].source

@@ -108,6 +108,7 @@ _EXPORTS = {
     "plot_transferability": "plots",
     "Advice": "advice",
     "advise": "advice",
+    "study_cell": "evidence",
     "run_study": "study",
     "StudyError": "study",
     "StudyResult": "study_report",
