@@ -295,7 +295,8 @@ if DATA == "offline":
     print(f"training speed: {rate:.0f} images/s at {RESOLUTION} px")
     for n in REAL_SIZES:
         images = FT_LR_GRID * FT_EPOCHS * 10 * n * len(REAL_SEEDS) * len(REAL_TASKS)
-        print(f"{n}/class, fine-tuning + scratch twin: {2 * images / rate / 60:.0f} min")
+        minutes = 2 * images / rate / 60
+        print(f"{n}/class, fine-tuning + scratch twin: {minutes:.0f} min")
     keras.utils.clear_session()
 
 # %% [markdown]
@@ -465,7 +466,8 @@ if rows:
         n = SIZES[0]
         curves = {
             strategy: np.array([r["curve"] for r in rows if r["task"] == name
-                                and r["n_per_class"] == n and r["strategy"] == strategy])
+                                and r["n_per_class"] == n
+                                and r["strategy"] == strategy])
             for strategy in ("feature_extractor", "scratch")
         }  # fmt: skip
         lab.plot_transfer_vs_scratch(
