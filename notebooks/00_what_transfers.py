@@ -66,7 +66,7 @@ import time
 
 import keras
 import numpy as np
-from IPython.display import Image
+from IPython.display import Image, display
 from matplotlib.figure import Figure
 
 from tlrecipes import lab
@@ -146,6 +146,37 @@ print(
     f"test images, classes {task.target_classes}"
 )
 source.base.summary()
+
+# %% [markdown]
+# ## The data
+#
+# Before anything trains, look at it: random training images of each class,
+# the source task's first, then the target's. What do the two share (shapes,
+# strokes, textures) and what differs? That difference is the "similarity"
+# the advice turns on.
+
+# %%
+display(
+    show(
+        lab.plot_examples(
+            task.source_data().x_train,
+            task.source_data().y_train,
+            class_names=task.source_classes,
+            title=f"Source: {TASK}, the classes the source network learned",
+        )
+    )
+)
+display(
+    show(
+        lab.plot_examples(
+            target[0],
+            target[1],
+            class_names=task.target_classes,
+            title=f"Target: {TASK}, the classes transferred to",
+        )
+    )
+)
+
 
 # %% [markdown]
 # Every run below trains under the same budget (`TrainConfig`): the same batch

@@ -74,7 +74,7 @@ import time
 
 import keras
 import numpy as np
-from IPython.display import Image
+from IPython.display import Image, display
 from matplotlib.figure import Figure
 
 from tlrecipes import lab
@@ -158,6 +158,42 @@ for name in PAIRS:
         f"B = {task.target_classes}, {N_PER_CLASS} per class for training, "
         f"{len(targets[name][3]):,} test images"
     )
+
+# %% [markdown]
+# ## The data
+#
+# Before anything trains, look at it: random training images of each class,
+# task A's first, then task B's, for each pair. What do the two share (shapes,
+# strokes, textures) and what differs? That difference is the "similarity"
+# the advice turns on.
+
+# %%
+for name in PAIRS:
+    pair = lab.get_task(name)
+    a = pair.source_data()
+    display(
+        show(
+            lab.plot_examples(
+                a.x_train,
+                a.y_train,
+                class_names=pair.source_classes,
+                per_class=4,
+                title=f"{name}: task A (source)",
+            )
+        )
+    )
+    display(
+        show(
+            lab.plot_examples(
+                targets[name][0],
+                targets[name][1],
+                class_names=pair.target_classes,
+                per_class=4,
+                title=f"{name}: task B (target)",
+            )
+        )
+    )
+
 
 # %% [markdown]
 # ## The budget

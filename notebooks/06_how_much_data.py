@@ -80,7 +80,7 @@ import time
 
 import keras
 import numpy as np
-from IPython.display import Image
+from IPython.display import Image, display
 from matplotlib.figure import Figure
 
 from tlrecipes import lab
@@ -156,6 +156,37 @@ print(
 )
 print(f"target: {data.source}")
 print(f"{per_class} training images in the smallest class; {len(x_test):,} test images")
+
+# %% [markdown]
+# ## The data
+#
+# Before anything trains, look at it: random training images of each class,
+# the source task's first, then the target's. What do the two share (shapes,
+# strokes, textures) and what differs? That difference is the "similarity"
+# the advice turns on.
+
+# %%
+display(
+    show(
+        lab.plot_examples(
+            lab.get_task(TASK).source_data().x_train,
+            lab.get_task(TASK).source_data().y_train,
+            class_names=lab.get_task(TASK).source_classes,
+            title=f"Source: {TASK}, the classes the source network learned",
+        )
+    )
+)
+display(
+    show(
+        lab.plot_examples(
+            target[0],
+            target[1],
+            class_names=lab.get_task(TASK).target_classes,
+            title=f"Target: {TASK}, the classes transferred to",
+        )
+    )
+)
+
 
 # %% [markdown]
 # ## The sweep

@@ -87,7 +87,7 @@ import time
 
 import keras
 import numpy as np
-from IPython.display import Image
+from IPython.display import Image, display
 from matplotlib.figure import Figure
 
 import tlrecipes as tl
@@ -168,6 +168,37 @@ print(
     f"{FEATURES} features per example; test sets: {len(x_test_a):,} (A), "
     f"{len(x_test_b):,} (B)"
 )
+
+# %% [markdown]
+# ## The data
+#
+# Before anything trains, look at it: random training images of each class,
+# the source task's first, then the target's. What do the two share (shapes,
+# strokes, textures) and what differs? That difference is the "similarity"
+# the advice turns on.
+
+# %%
+display(
+    show(
+        lab.plot_examples(
+            source.x_train,
+            source.y_train,
+            class_names=task.source_classes,
+            title=f"D1 ({TASK} source), the classes the source network learned",
+        )
+    )
+)
+display(
+    show(
+        lab.plot_examples(
+            target.x_train,
+            target.y_train,
+            class_names=task.target_classes,
+            title=f"D2 ({TASK} target), the classes transferred to",
+        )
+    )
+)
+
 
 # %% [markdown]
 # ## The models

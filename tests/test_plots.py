@@ -187,3 +187,40 @@ def test_plots_draw_into_given_axes():
     assert plot_size_sweep(sweep_rows(), ax=left) is fig
     assert plot_transferability(yosinski_rows(), ax=right) is fig
     assert left.get_title() == "Accuracy vs target dataset size"
+
+
+def test_examples_grid_shows_the_right_class_in_each_row(tmp_path):
+    from tlrecipes.lab.plots import plot_examples
+
+    # Class k's images are all k * 50 grey: each row must show only its class.
+    y = np.repeat([0, 1, 2], 5)
+    x = (y[:, None, None] * 50 + np.zeros((15, 8, 8))).astype("uint8")
+    fig = plot_examples(x, y, class_names=["a", "b", "c"], per_class=4,
+                        title="t", path=tmp_path / "ex.png")  # fmt: skip
+    axes = np.array(fig.axes).reshape(3, 4)
+    for label, row in enumerate(axes):
+        assert row[0].get_ylabel() == "abc"[label]
+        for ax in row:
+            (image,) = ax.get_images()
+            assert np.allclose(image.get_array(), label * 50 / 255)
+    assert (tmp_path / "ex.png").is_file()
+    # RGB floats in [0, 1] pass through; a class with fewer images leaves blanks.
+    rgb = np.random.default_rng(0).random((3, 8, 8, 3))
+    fig = plot_examples(rgb, np.array([0, 0, 1]), per_class=2)
+    assert [len(ax.get_images()) for ax in fig.axes] == [1, 1, 1, 0]
+
+
+def test_examples_grid_rejects_bad_input_before_drawing():
+    from tlrecipes.lab.plots import plot_examples
+
+    x = np.zeros((4, 8, 8), "uint8")
+    with pytest.raises(ValueError, match="expected a stack of images"):
+        plot_examples(np.zeros((4, 8)), [0, 1, 0, 1])
+    with pytest.raises(ValueError, match="one integer label per image"):
+        plot_examples(x, [0, 1])
+    with pytest.raises(ValueError, match="one integer label per image"):
+        plot_examples(x, np.array([0.5, 1, 0, 1]))
+    with pytest.raises(ValueError, match="per_class"):
+        plot_examples(x, np.array([0, 1, 0, 1]), per_class=0)
+    with pytest.raises(ValueError, match="a name for each label"):
+        plot_examples(x, np.array([0, 1, 0, 1]), class_names=["only one"])

@@ -106,6 +106,7 @@ _EXPORTS = {
     "plot_size_sweep": "plots",
     "plot_transfer_vs_scratch": "plots",
     "plot_transferability": "plots",
+    "plot_examples": "plots",
     "Advice": "advice",
     "advise": "advice",
     "study_cell": "evidence",
