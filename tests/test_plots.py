@@ -190,7 +190,7 @@ def test_plots_draw_into_given_axes():
 
 
 def test_examples_grid_shows_the_right_class_in_each_row(tmp_path):
-    from tlrecipes.lab.plots import plot_examples
+    from tlrecipes.lab.data_figures import plot_examples
 
     # Class k's images are all k * 50 grey: each row must show only its class.
     y = np.repeat([0, 1, 2], 5)
@@ -211,7 +211,7 @@ def test_examples_grid_shows_the_right_class_in_each_row(tmp_path):
 
 
 def test_examples_grid_rejects_bad_input_before_drawing():
-    from tlrecipes.lab.plots import plot_examples
+    from tlrecipes.lab.data_figures import plot_examples
 
     x = np.zeros((4, 8, 8), "uint8")
     with pytest.raises(ValueError, match="expected a stack of images"):
