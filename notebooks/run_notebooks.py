@@ -189,6 +189,15 @@ def run_line(
     return line
 
 
+#: The same line in a jupytext percent script, where markdown is commented.
+SCRIPT_RUN_LINE = re.compile(r"^# \*\*This run:\*\*.*$", re.MULTILINE)
+
+
+def stamp_script(text: str, line: str) -> str:
+    """`text` (a paired .py) with its `# **This run:**` line replaced by `line`."""
+    return SCRIPT_RUN_LINE.sub(lambda _: f"# {line}", text, count=1)
+
+
 def stamp(nb, line: str) -> bool:
     """Replaces the `**This run:**` line of the first markdown cell; True if found."""
     for cell in nb.cells:
@@ -319,7 +328,7 @@ def execute(
         # pair stays in sync; for a copy elsewhere, write a .py beside it.
         script = notebook.with_suffix(".py")
         if not error and script.exists():
-            text = RUN_LINE.sub(lambda _: line, script.read_text(), count=1)
+            text = stamp_script(script.read_text(), line)
             output.with_suffix(".py").parent.mkdir(parents=True, exist_ok=True)
             output.with_suffix(".py").write_text(text)
     output.parent.mkdir(parents=True, exist_ok=True)

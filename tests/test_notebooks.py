@@ -258,6 +258,16 @@ def test_stamp_replaces_only_the_run_line():
     assert "code at commit abc1234" in line
 
 
+def test_stamp_script_replaces_the_commented_run_line():
+    runner = _runner()
+    text = "# %% [markdown]\n# # 99 T\n#\n# **This run:** not executed yet.\n#\n# x\n"
+    line = runner.run_line("full", 61, "CPU", "tensorflow", commit="abc1234")
+    stamped = runner.stamp_script(text, line)
+    assert stamped == text.replace("**This run:** not executed yet.", line)
+    script = jupytext.reads(stamped, fmt="py:percent")
+    assert line in script.cells[0].source
+
+
 def test_full_mode_names_the_commit_and_refuses_a_dirty_checkout(tmp_path):
     """A full run's header names its commit; changed sources stop it first."""
     runner = _runner()
