@@ -42,10 +42,12 @@ test: setup
 lint:
 	$(BIN)/ruff check tlrecipes tests benchmarks recipes notebooks scripts
 
-# Whole suite and the docstring examples on the tensorflow backend.
+# Whole suite and the docstring examples on the tensorflow backend, in two
+# pytest-xdist workers (the CI machine has 2 cores; one worker left a core idle
+# through the many small models' Python overhead).
 test-core:
-	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -p no:cacheprovider \
-	  -m "not notebooks" --doctest-modules tlrecipes tests
+	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 \
+	  -m "not notebooks" --doctest-modules --durations=15 tlrecipes tests
 
 # The helper tests again on jax and torch.
 test-backends:
