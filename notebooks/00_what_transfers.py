@@ -24,7 +24,7 @@
 #
 # **Quick mode:** `TLRECIPES_QUICK=1` runs two seeds, one target size, short runs and a 1,000-image test set (about a minute on a 2-core CPU); the numbers are then rough and the prose still applies.
 #
-# **This run:** full mode on 1 x NVIDIA H100 80GB HBM3 GPU, Keras backend `jax`, 2 min 40 s of execution (2026-11-24).
+# **This run:** not executed yet.
 #
 # A student in a deep-learning course asked, in the course's forum:
 #

@@ -24,7 +24,7 @@
 #
 # **Quick mode:** `TLRECIPES_QUICK=1` runs one seed, 100 images per class, three learning rates and short runs on a 1,000-image test set (about a minute on a 2-core CPU); the numbers are then rough and the prose still applies.
 #
-# **This run:** full mode on 1 x NVIDIA H100 80GB HBM3 GPU, Keras backend `jax`, 5 min 46 s of execution (2026-11-24).
+# **This run:** not executed yet.
 #
 # The advice for the third of the four cases (from the transfer-learning
 # tutorial this project grew from):

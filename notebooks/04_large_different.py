@@ -24,7 +24,7 @@
 #
 # **Quick mode:** `TLRECIPES_QUICK=1` runs one seed, 100 images per class and short runs (about a minute on a 2-core CPU); the numbers are then rough and the prose still applies.
 #
-# **This run:** full mode on 1 x NVIDIA H100 80GB HBM3 GPU, Keras backend `jax`, 2 min 04 s of execution (2026-11-24).
+# **This run:** not executed yet.
 #
 # The advice for the last of the four cases (from the transfer-learning
 # tutorial this project grew from):

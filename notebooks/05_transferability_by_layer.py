@@ -24,7 +24,7 @@
 #
 # **Quick mode:** `TLRECIPES_QUICK=1` runs one task pair, one seed, two cut points, short runs and a 500-image test set (under a minute on a 2-core CPU); the numbers are then rough and the prose still applies.
 #
-# **This run:** full mode on 1 x NVIDIA H100 80GB HBM3 GPU, Keras backend `jax`, 3 min 38 s of execution (2026-11-24).
+# **This run:** not executed yet.
 #
 # Which layers of a network are *general* (useful for another task) and which
 # are *specific* to the task they were trained on? Yosinski et al. (2014,

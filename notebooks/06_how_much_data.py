@@ -24,7 +24,7 @@
 #
 # **Quick mode:** `TLRECIPES_QUICK=1` runs one seed, two sizes, short runs and a 500-image test set (under a minute on a 2-core CPU); the numbers are then rough and the prose still applies.
 #
-# **This run:** full mode on 1 x NVIDIA H100 80GB HBM3 GPU, Keras backend `jax`, 3 min 40 s of execution (2026-11-24).
+# **This run:** not executed yet.
 #
 # Soekhoe et al. (2016, "On the impact of data set size in transfer learning
 # using deep neural networks") asked two
