@@ -24,7 +24,7 @@
 #
 # **Quick mode:** `TLRECIPES_QUICK=1` runs two seeds, 3 epochs per run and a shorter size sweep (under a minute on a 2-core CPU); the numbers are then rough and the prose still applies.
 #
-# **This run:** full mode on 1 x NVIDIA H100 80GB HBM3 GPU, Keras backend `jax`, 7 min 30 s of execution (2026-11-24).
+# **This run:** full mode on AMD EPYC CPU (2 cores), no GPU, Keras backend `tensorflow`, code at commit 3b1bac0, 10 min 49 s of execution (2026-12-07).
 #
 # A question on Data Science Stack Exchange:
 #
