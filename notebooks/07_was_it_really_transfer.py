@@ -20,7 +20,7 @@
 #
 # **Accelerator:** CPU or GPU
 #
-# **Estimated time (full mode):** CPU ~6 min (2-core laptop), GPU ~2 min
+# **Estimated time (full mode):** CPU ~11 min (2-core CPU, measured 2026-12-07), GPU ~8 min (H100, jax, 2026-11-24)
 #
 # **Quick mode:** `TLRECIPES_QUICK=1` runs two seeds, 3 epochs per run and a shorter size sweep (under a minute on a 2-core CPU); the numbers are then rough and the prose still applies.
 #
