@@ -20,11 +20,11 @@
 #
 # **Accelerator:** CPU or GPU
 #
-# **Estimated time (full mode):** CPU ~10 min (2-core laptop), GPU ~2 min
+# **Estimated time (full mode):** CPU ~4 min (2-core CPU, measured 2026-12-07), GPU ~2 min
 #
 # **Quick mode:** `TLRECIPES_QUICK=1` runs one seed with short runs (about a minute on a 2-core CPU); the numbers are then rough and the prose still applies.
 #
-# **This run:** full mode on AMD EPYC CPU (2 cores), no GPU, Keras backend `tensorflow`, 4 min 43 s of execution (2026-12-02).
+# **This run:** full mode on AMD EPYC CPU (2 cores), no GPU, Keras backend `tensorflow`, code at commit 3b1bac0, 4 min 07 s of execution (2026-12-07).
 #
 # The transfer-learning tutorial this project grew from gives,
 # for the second of the four cases:
