@@ -64,14 +64,12 @@ if "google.colab" in sys.modules:
     )
 
 # %%
-import importlib
-import io
 import os
 import time
 
 import keras
 import numpy as np
-from IPython.display import Image, display
+from IPython.display import display
 from matplotlib.figure import Figure
 
 from tlrecipes import lab
@@ -79,13 +77,6 @@ from tlrecipes import lab
 START = time.perf_counter()
 keras.utils.set_random_seed(0)
 print("Keras", keras.version(), "backend:", keras.backend.backend())
-
-
-def show(fig: Figure) -> Image:
-    """Displays a matplotlib Figure as a PNG under any backend (Agg included)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    return Image(data=buffer.getvalue())
 
 
 # %% tags=["parameters"]
@@ -111,31 +102,11 @@ TEST_PER_CLASS = 200 if QUICK else None  # None: the whole official test split
 
 
 # %%
-def get_source(task_name: str) -> lab.SourceModel:
-    """The shipped or cached source model; trained once if none is stored."""
-    try:
-        return lab.load_source_model(task_name)
-    except FileNotFoundError:
-        config = lab.SourceConfig(epochs=1) if QUICK else lab.SourceConfig()
-        try:
-            return lab.load_source_model(task_name, config)
-        except FileNotFoundError:
-            return lab.train_source_model(task_name, config)
-
-
-def target_arrays(task: lab.Task, test_per_class: int | None, seed: int = 0):
-    """(x_train, y_train, x_test, y_test) of the target, test split optionally
-    subsampled (balanced) to keep quick runs quick."""
-    data = task.target_data()
-    x_test, y_test = data.x_test, data.y_test
-    if test_per_class is not None:
-        x_test, y_test = lab.sample_per_class(x_test, y_test, test_per_class, seed)
-    return data.x_train, data.y_train, x_test, y_test
 
 
 task = lab.get_task(TASK)
-source = get_source(TASK)
-target = target_arrays(task, TEST_PER_CLASS)
+source = lab.get_source(TASK, quick=QUICK)
+target = lab.target_arrays(task, TEST_PER_CLASS)
 print(f"source test accuracy on its own task: {source.metrics['test_accuracy']:.3f}")
 print(
     f"target: {N_PER_CLASS} training images per class (drawn per seed), "
@@ -152,7 +123,7 @@ print(
 
 # %%
 display(
-    show(
+    lab.show(
         lab.plot_examples(
             task.source_data().x_train,
             task.source_data().y_train,
@@ -162,7 +133,7 @@ display(
     )
 )
 display(
-    show(
+    lab.show(
         lab.plot_examples(
             target[0],
             target[1],
@@ -284,7 +255,7 @@ def plot_strategy_curves(rows: list[dict], strategies: list[str], title: str) ->
     return fig
 
 
-show(
+lab.show(
     plot_strategy_curves(
         rows,
         STRATEGIES,
@@ -384,28 +355,4 @@ print(lab.what_this_run_showed([case, against_frozen]))
 
 
 # %%
-def device_description() -> str:
-    backend = keras.backend.backend()
-    try:
-        if backend == "jax":
-            devices = importlib.import_module("jax").devices()
-            return ", ".join(sorted({d.device_kind for d in devices}))
-        if backend == "torch":
-            torch = importlib.import_module("torch")
-            if torch.cuda.is_available():
-                return torch.cuda.get_device_name(0)
-        if backend == "tensorflow":
-            tf = importlib.import_module("tensorflow")
-            gpus = tf.config.list_physical_devices("GPU")
-            if gpus:
-                return ", ".join(g.name for g in gpus)
-    except Exception as err:  # noqa: BLE001 - only describing the device
-        return f"unknown ({err})"
-    return "CPU"
-
-
-print(
-    f"elapsed: {time.perf_counter() - START:.0f} s, backend "
-    f"{keras.backend.backend()}, device {device_description()}, "
-    f"mode {'quick' if QUICK else 'full'}"
-)
+print(lab.run_footer(START, quick=QUICK))

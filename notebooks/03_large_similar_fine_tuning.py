@@ -62,15 +62,12 @@ if "google.colab" in sys.modules:
     )
 
 # %%
-import importlib
-import io
 import math
 import os
 import time
 
 import keras
 import numpy as np
-from IPython.display import Image
 from matplotlib.figure import Figure
 
 import tlrecipes as tl
@@ -81,13 +78,6 @@ from tlrecipes.optimizers import make_optimizer
 START = time.perf_counter()
 keras.utils.set_random_seed(0)
 print("Keras", keras.version(), "backend:", keras.backend.backend())
-
-
-def show(fig: Figure) -> Image:
-    """Displays a matplotlib Figure as a PNG under any backend (Agg included)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    return Image(data=buffer.getvalue())
 
 
 # %% tags=["parameters"]
@@ -113,20 +103,10 @@ TEST_PER_CLASS = 200 if QUICK else None  # None: the whole official test split
 
 
 # %%
-def get_source(task_name: str) -> lab.SourceModel:
-    """The shipped or cached source model; trained once if none is stored."""
-    try:
-        return lab.load_source_model(task_name)
-    except FileNotFoundError:
-        config = lab.SourceConfig(epochs=1) if QUICK else lab.SourceConfig()
-        try:
-            return lab.load_source_model(task_name, config)
-        except FileNotFoundError:
-            return lab.train_source_model(task_name, config)
 
 
 task = lab.get_task(TASK)
-source = get_source(TASK)
+source = lab.get_source(TASK, quick=QUICK)
 data = task.target_data()
 x_test, y_test = data.x_test, data.y_test
 if TEST_PER_CLASS is not None:
@@ -341,7 +321,7 @@ def plot_lr_sweep() -> Figure:
     return fig
 
 
-show(plot_lr_sweep())
+lab.show(plot_lr_sweep())
 
 # %% [markdown]
 # How to read it. The dashed line is what the frozen base with its trained
@@ -554,7 +534,7 @@ def plot_pitfall() -> Figure:
     return fig
 
 
-show(plot_pitfall())
+lab.show(plot_pitfall())
 
 # %%
 gaps = {
@@ -667,28 +647,4 @@ print(lab.what_this_run_showed(lines))
 
 
 # %%
-def device_description() -> str:
-    backend = keras.backend.backend()
-    try:
-        if backend == "jax":
-            devices = importlib.import_module("jax").devices()
-            return ", ".join(sorted({d.device_kind for d in devices}))
-        if backend == "torch":
-            torch = importlib.import_module("torch")
-            if torch.cuda.is_available():
-                return torch.cuda.get_device_name(0)
-        if backend == "tensorflow":
-            tf = importlib.import_module("tensorflow")
-            gpus = tf.config.list_physical_devices("GPU")
-            if gpus:
-                return ", ".join(g.name for g in gpus)
-    except Exception as err:  # noqa: BLE001 - only describing the device
-        return f"unknown ({err})"
-    return "CPU"
-
-
-print(
-    f"elapsed: {time.perf_counter() - START:.0f} s, backend "
-    f"{keras.backend.backend()}, device {device_description()}, "
-    f"mode {'quick' if QUICK else 'full'}"
-)
+print(lab.run_footer(START, quick=QUICK))

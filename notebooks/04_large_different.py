@@ -54,14 +54,11 @@ if "google.colab" in sys.modules:
     )
 
 # %%
-import importlib
-import io
 import os
 import time
 
 import keras
 import numpy as np
-from IPython.display import Image
 from matplotlib.figure import Figure
 
 import tlrecipes as tl
@@ -71,13 +68,6 @@ from tlrecipes.freezing import is_batchnorm
 START = time.perf_counter()
 keras.utils.set_random_seed(0)
 print("Keras", keras.version(), "backend:", keras.backend.backend())
-
-
-def show(fig: Figure) -> Image:
-    """Displays a matplotlib Figure as a PNG under any backend (Agg included)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    return Image(data=buffer.getvalue())
 
 
 # %% tags=["parameters"]
@@ -100,20 +90,10 @@ STATS_IMAGES = 500 if QUICK else 2000  # images used to recompute BN statistics
 
 
 # %%
-def get_source(task_name: str) -> lab.SourceModel:
-    """The shipped or cached source model; trained once if none is stored."""
-    try:
-        return lab.load_source_model(task_name)
-    except FileNotFoundError:
-        config = lab.SourceConfig(epochs=1) if QUICK else lab.SourceConfig()
-        try:
-            return lab.load_source_model(task_name, config)
-        except FileNotFoundError:
-            return lab.train_source_model(task_name, config)
 
 
 task = lab.get_task(TASK)
-source = get_source(TASK)
+source = lab.get_source(TASK, quick=QUICK)
 data = task.target_data()
 target = (data.x_train, data.y_train, data.x_test, data.y_test)
 NUM_CLASSES = len(task.target_classes)
@@ -166,7 +146,7 @@ print(
 )
 
 # %%
-show(
+lab.show(
     lab.plot_transfer_vs_scratch(
         comparison,
         labels=("pretrained init (fine-tune all)", "scratch"),
@@ -300,7 +280,7 @@ def plot_bn_distance() -> Figure:
     return fig
 
 
-show(plot_bn_distance())
+lab.show(plot_bn_distance())
 
 # %% [markdown]
 # If the red bars are well above the blue ones, digits push every
@@ -425,7 +405,7 @@ def plot_bn_arms() -> Figure:
     return fig
 
 
-show(plot_bn_arms())
+lab.show(plot_bn_arms())
 
 # %% [markdown]
 # How to read it. The printed "BN mean shift after training" shows whether
@@ -518,28 +498,4 @@ print(lab.what_this_run_showed(lines))
 
 
 # %%
-def device_description() -> str:
-    backend = keras.backend.backend()
-    try:
-        if backend == "jax":
-            devices = importlib.import_module("jax").devices()
-            return ", ".join(sorted({d.device_kind for d in devices}))
-        if backend == "torch":
-            torch = importlib.import_module("torch")
-            if torch.cuda.is_available():
-                return torch.cuda.get_device_name(0)
-        if backend == "tensorflow":
-            tf = importlib.import_module("tensorflow")
-            gpus = tf.config.list_physical_devices("GPU")
-            if gpus:
-                return ", ".join(g.name for g in gpus)
-    except Exception as err:  # noqa: BLE001 - only describing the device
-        return f"unknown ({err})"
-    return "CPU"
-
-
-print(
-    f"elapsed: {time.perf_counter() - START:.0f} s, backend "
-    f"{keras.backend.backend()}, device {device_description()}, "
-    f"mode {'quick' if QUICK else 'full'}"
-)
+print(lab.run_footer(START, quick=QUICK))

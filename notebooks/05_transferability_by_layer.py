@@ -66,15 +66,13 @@ if "google.colab" in sys.modules:
 # ## Setup
 
 # %%
-import importlib
-import io
 import logging
 import os
 import time
 
 import keras
 import numpy as np
-from IPython.display import Image, display
+from IPython.display import display
 from matplotlib.figure import Figure
 
 from tlrecipes import lab
@@ -85,13 +83,6 @@ START = time.perf_counter()
 logging.getLogger("tensorflow").setLevel(logging.ERROR)
 keras.utils.set_random_seed(0)
 print("Keras", keras.version(), "backend:", keras.backend.backend())
-
-
-def show(fig: Figure) -> Image:
-    """Displays a matplotlib Figure as a PNG under any backend (Agg included)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    return Image(data=buffer.getvalue())
 
 
 # %% tags=["parameters"]
@@ -172,7 +163,7 @@ for name in PAIRS:
     pair = lab.get_task(name)
     a = pair.source_data()
     display(
-        show(
+        lab.show(
             lab.plot_examples(
                 a.x_train,
                 a.y_train,
@@ -183,7 +174,7 @@ for name in PAIRS:
         )
     )
     display(
-        show(
+        lab.show(
             lab.plot_examples(
                 targets[name][0],
                 targets[name][1],
@@ -269,7 +260,7 @@ lab.plot_transferability(
 )
 axes[-1].set_xlabel("layers copied from the source network, n")
 fig.tight_layout()
-show(fig)
+lab.show(fig)
 
 # %% [markdown]
 # ## The paper's claims, checked against this run
@@ -444,29 +435,4 @@ print(lab.what_this_run_showed(lines))
 
 
 # %%
-def device_description() -> str:
-    """The accelerator the backend computes on, for the record."""
-    backend = keras.backend.backend()
-    try:
-        if backend == "jax":
-            devices = importlib.import_module("jax").devices()
-            return ", ".join(sorted({d.device_kind for d in devices}))
-        if backend == "torch":
-            torch = importlib.import_module("torch")
-            if torch.cuda.is_available():
-                return torch.cuda.get_device_name(0)
-        if backend == "tensorflow":
-            tf = importlib.import_module("tensorflow")
-            gpus = tf.config.list_physical_devices("GPU")
-            if gpus:
-                return ", ".join(g.name for g in gpus)
-    except Exception as err:  # noqa: BLE001 - only describing the device
-        return f"unknown ({err})"
-    return "CPU"
-
-
-print(
-    f"elapsed: {time.perf_counter() - START:.0f} s, backend "
-    f"{keras.backend.backend()}, device {device_description()}, "
-    f"mode {'quick' if QUICK else 'full'}"
-)
+print(lab.run_footer(START, quick=QUICK))

@@ -72,15 +72,13 @@ if "google.colab" in sys.modules:
 # ## Setup
 
 # %%
-import importlib
-import io
 import logging
 import os
 import time
 
 import keras
 import numpy as np
-from IPython.display import Image, display
+from IPython.display import display
 from matplotlib.figure import Figure
 
 from tlrecipes import lab
@@ -91,13 +89,6 @@ START = time.perf_counter()
 logging.getLogger("tensorflow").setLevel(logging.ERROR)
 keras.utils.set_random_seed(0)
 print("Keras", keras.version(), "backend:", keras.backend.backend())
-
-
-def show(fig: Figure) -> Image:
-    """Displays a matplotlib Figure as a PNG under any backend (Agg included)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    return Image(data=buffer.getvalue())
 
 
 # %% tags=["parameters"]
@@ -167,7 +158,7 @@ print(f"{per_class} training images in the smallest class; {len(x_test):,} test 
 
 # %%
 display(
-    show(
+    lab.show(
         lab.plot_examples(
             lab.get_task(TASK).source_data().x_train,
             lab.get_task(TASK).source_data().y_train,
@@ -177,7 +168,7 @@ display(
     )
 )
 display(
-    show(
+    lab.show(
         lab.plot_examples(
             target[0],
             target[1],
@@ -227,7 +218,7 @@ for strategy in STRATEGIES:
     )
 
 # %%
-show(
+lab.show(
     lab.plot_size_sweep(
         rows,
         title=f"{TASK}: accuracy vs training images per class ({len(SEEDS)} seed(s))",
@@ -339,7 +330,7 @@ ax.set_title(
 ax.grid(alpha=0.3)
 ax.legend(fontsize=8)
 fig.tight_layout()
-show(fig)
+lab.show(fig)
 
 # %%
 print(
@@ -426,29 +417,4 @@ print(lab.what_this_run_showed(lines))
 
 
 # %%
-def device_description() -> str:
-    """The accelerator the backend computes on, for the record."""
-    backend = keras.backend.backend()
-    try:
-        if backend == "jax":
-            devices = importlib.import_module("jax").devices()
-            return ", ".join(sorted({d.device_kind for d in devices}))
-        if backend == "torch":
-            torch = importlib.import_module("torch")
-            if torch.cuda.is_available():
-                return torch.cuda.get_device_name(0)
-        if backend == "tensorflow":
-            tf = importlib.import_module("tensorflow")
-            gpus = tf.config.list_physical_devices("GPU")
-            if gpus:
-                return ", ".join(g.name for g in gpus)
-    except Exception as err:  # noqa: BLE001 - only describing the device
-        return f"unknown ({err})"
-    return "CPU"
-
-
-print(
-    f"elapsed: {time.perf_counter() - START:.0f} s, backend "
-    f"{keras.backend.backend()}, device {device_description()}, "
-    f"mode {'quick' if QUICK else 'full'}"
-)
+print(lab.run_footer(START, quick=QUICK))

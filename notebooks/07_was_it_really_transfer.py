@@ -79,15 +79,13 @@ if "google.colab" in sys.modules:
 # ## Setup
 
 # %%
-import importlib
-import io
 import logging
 import os
 import time
 
 import keras
 import numpy as np
-from IPython.display import Image, display
+from IPython.display import display
 from matplotlib.figure import Figure
 
 import tlrecipes as tl
@@ -99,13 +97,6 @@ START = time.perf_counter()
 logging.getLogger("tensorflow").setLevel(logging.ERROR)
 keras.utils.set_random_seed(0)
 print("Keras", keras.version(), "backend:", keras.backend.backend())
-
-
-def show(fig: Figure) -> Image:
-    """Displays a matplotlib Figure as a PNG under any backend (Agg included)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    return Image(data=buffer.getvalue())
 
 
 # %% tags=["parameters"]
@@ -179,7 +170,7 @@ print(
 
 # %%
 display(
-    show(
+    lab.show(
         lab.plot_examples(
             source.x_train,
             source.y_train,
@@ -189,7 +180,7 @@ display(
     )
 )
 display(
-    show(
+    lab.show(
         lab.plot_examples(
             target.x_train,
             target.y_train,
@@ -404,7 +395,7 @@ lab.plot_transfer_vs_scratch(
     ax=ax_pair,
 )
 fig.tight_layout()
-show(fig)
+lab.show(fig)
 
 # %%
 benefits = [
@@ -516,7 +507,7 @@ ax.set_ylabel("test accuracy on D2")
 ax.set_title("Frozen D1 layers vs scratch twin vs random frozen layers", fontsize=10)
 ax.grid(alpha=0.3)
 ax.legend(fontsize=8)
-show(fig)
+lab.show(fig)
 
 # %% [markdown]
 # ## What to answer the person who asked
@@ -591,29 +582,4 @@ print(lab.what_this_run_showed(lines))
 
 
 # %%
-def device_description() -> str:
-    """The accelerator the backend computes on, for the record."""
-    backend = keras.backend.backend()
-    try:
-        if backend == "jax":
-            devices = importlib.import_module("jax").devices()
-            return ", ".join(sorted({d.device_kind for d in devices}))
-        if backend == "torch":
-            torch = importlib.import_module("torch")
-            if torch.cuda.is_available():
-                return torch.cuda.get_device_name(0)
-        if backend == "tensorflow":
-            tf = importlib.import_module("tensorflow")
-            gpus = tf.config.list_physical_devices("GPU")
-            if gpus:
-                return ", ".join(g.name for g in gpus)
-    except Exception as err:  # noqa: BLE001 - only describing the device
-        return f"unknown ({err})"
-    return "CPU"
-
-
-print(
-    f"elapsed: {time.perf_counter() - START:.0f} s, backend "
-    f"{keras.backend.backend()}, device {device_description()}, "
-    f"mode {'quick' if QUICK else 'full'}"
-)
+print(lab.run_footer(START, quick=QUICK))

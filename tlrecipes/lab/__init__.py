@@ -107,6 +107,11 @@ _EXPORTS = {
     "plot_transfer_vs_scratch": "plots",
     "plot_transferability": "plots",
     "plot_examples": "data_figures",
+    # notebook set-up
+    "get_source": "notebook_setup",
+    "target_arrays": "notebook_setup",
+    "show": "notebook_setup",
+    "run_footer": "notebook_setup",
     "Advice": "advice",
     "advise": "advice",
     "study_cell": "study_cells",
