@@ -169,8 +169,33 @@ def code_commit(root: Path = NOTEBOOK_DIR.parent) -> tuple[str | None, list[str]
         for path in changed
         if not path.startswith(outputs)
         and not (path.startswith("notebooks/") and path.endswith(".ipynb"))
+        and not _only_run_line_changed(root, path)
     ]
     return commit or None, changed
+
+
+def _only_run_line_changed(root: Path, path: str) -> bool:
+    """Whether `path` is a paired notebook script whose only change is the
+    `# **This run:**` line that an earlier full run stamped."""
+    if not (path.startswith("notebooks/") and path.endswith(".py")):
+        return False
+    try:
+        diff = subprocess.run(
+            ["git", "diff", "--unified=0", "HEAD", "--", path],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    edits = [
+        line[1:]
+        for line in diff.splitlines()
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
+    return bool(edits) and all(SCRIPT_RUN_LINE.match(line) for line in edits)
 
 
 def run_line(

@@ -275,6 +275,8 @@ def test_full_mode_names_the_commit_and_refuses_a_dirty_checkout(tmp_path):
     subprocess.run([*git, "init", "-q"], check=True)
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "notebooks" / "00_x.ipynb").write_text("{}")
+    script = tmp_path / "notebooks" / "00_x.py"
+    script.write_text("# # Title\n#\n# **This run:** not executed yet.\nx = 1\n")
     (tmp_path / "tlrecipes.py").write_text("x = 1\n")
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-qm", "c"], check=True)
@@ -285,6 +287,14 @@ def test_full_mode_names_the_commit_and_refuses_a_dirty_checkout(tmp_path):
     (tmp_path / "notebooks" / "00_x.ipynb").write_text('{"cells": []}')
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "r.md").write_text("r")
+    # Nor is the run line an earlier full run stamped into a paired script ...
+    line = runner.run_line("full", 61.0, "CPU", "tensorflow", head)
+    script.write_text(runner.stamp_script(script.read_text(), line))
+    assert runner.code_commit(tmp_path) == (head, [])
+    # ... but any other edit of that script is.
+    script.write_text(script.read_text().replace("x = 1", "x = 2"))
+    assert runner.code_commit(tmp_path) == (head, ["notebooks/00_x.py"])
+    script.write_text(script.read_text().replace("x = 2", "x = 1"))
     assert runner.code_commit(tmp_path) == (head, [])
     (tmp_path / "tlrecipes.py").write_text("x = 2\n")
     assert runner.code_commit(tmp_path) == (head, ["tlrecipes.py"])
