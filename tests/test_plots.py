@@ -137,8 +137,15 @@ def test_transfer_vs_scratch_from_a_comparison():
     assert ax.get_title() == "mine"
     assert [line.get_label() for line in ax.lines[:2]] == ["two_phase", "scratch"]
     assert list(ax.lines[0].get_xdata()) == [5, 10]
+    assert ax.get_ylabel() == "test accuracy"
     with pytest.raises(ValueError, match="scratch"):
         plot_transfer_vs_scratch([0.1, 0.2])
+    # Runs with a validation split read their curves on it: the axis says so.
+    validated = [{**r, "selected_on": "validation"} for r in rows]
+    fig = plot_transfer_vs_scratch(
+        ScratchComparison(validated, [], {"strategy": "two_phase"})
+    )
+    assert fig.axes[0].get_ylabel() == "validation accuracy"
 
 
 def test_transferability_figure_from_saved_results(tmp_path):

@@ -220,7 +220,9 @@ def plot_transfer_vs_scratch(
         scratch: The scratch twin's curve(s), same shape. Defaults to None
             (only with a `ScratchComparison`).
         steps: Where the points were taken (x axis). Defaults to None: the
-            comparison's optimisation steps, else 1..n.
+            comparison's optimisation steps, else 1..n. A comparison run with
+            a validation split (`TrainConfig.val_per_class`) read its curves
+            on validation, and the y axis says so.
         threshold: Accuracy for the time-to-threshold markers. Defaults to
             None: the scratch mean curve's final value.
         labels: Legend names of the two curves. Defaults to
@@ -242,9 +244,11 @@ def plot_transfer_vs_scratch(
     >>> fig.axes[0].get_xlabel()
     'epoch'
     """
-    xlabel = "epoch"
+    xlabel, ylabel = "epoch", "test accuracy"
     if isinstance(transfer, ScratchComparison):
         comparison = transfer
+        if any(r.get("selected_on") == "validation" for r in comparison.rows):
+            ylabel = "validation accuracy"  # the curves were read on validation
         strategy = comparison.summary["strategy"]
         run_steps, transfer = comparison.curves(strategy)
         _, scratch = comparison.curves("scratch")
@@ -345,7 +349,7 @@ def plot_transfer_vs_scratch(
         label=f"threshold {level:.3f}: reached at {reach[0]} vs {reach[1]}",
     )
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("test accuracy")
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title(
