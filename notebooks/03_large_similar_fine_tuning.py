@@ -118,7 +118,7 @@ _, _, x_test, y_test = lab.target_arrays(task, TEST_PER_CLASS)
 x_test = x_test.astype("float32") / 255.0
 NUM_CLASSES = len(task.target_classes)
 
-
+# %%
 def train_val_sample(seed: int) -> tuple[np.ndarray, ...]:
     """(x, y, x_val, y_val): N_PER_CLASS training and VAL_PER_CLASS validation
     images per class, disjoint, drawn with `seed` (the same draw `size_sweep`
@@ -156,6 +156,7 @@ def fit_keep_best(model: keras.Model, x, y, x_val, y_val, epochs: int) -> float:
     return best
 
 
+# %%
 print(f"source test accuracy on its own task: {source.metrics['test_accuracy']:.3f}")
 print(
     f"target: {N_PER_CLASS} training and {VAL_PER_CLASS} validation images per "
@@ -196,6 +197,7 @@ def kernel_drift(base: keras.Model) -> float:
     return float(np.mean(drifts))
 
 
+# %%
 lr_rows = []
 for seed in SEEDS:
     x, y, x_val, y_val = train_val_sample(seed)
@@ -260,6 +262,7 @@ for lr in SCRATCH_LRS:
     )
     scratch_rows += [{**r, "lr": lr, "arm": f"scratch at lr={lr:g}"} for r in runs]
 
+# %%
 tuned = lab.scores_by_seed(lr_rows, arm="arm")
 tuned_val = lab.scores_by_seed(lr_rows, arm="arm", score="val_accuracy")
 scratch_test = lab.scores_by_seed(scratch_rows, arm="arm")
@@ -446,6 +449,7 @@ def train_mode_accuracy(
     return correct / len(x)
 
 
+# %%
 def pitfall_run(condition: str, batch_size: int, seed: int) -> dict:
     x, y = train_val_sample(seed)[:2]
     keras.utils.set_random_seed(seed)
@@ -474,6 +478,7 @@ def pitfall_run(condition: str, batch_size: int, seed: int) -> dict:
     }
 
 
+# %%
 CONDITIONS = [
     "BatchNorm frozen (fix)",
     "BatchNorm training, momentum 0.9",

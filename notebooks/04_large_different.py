@@ -229,6 +229,7 @@ def distance(stats: dict, base: keras.Model) -> dict[str, dict[str, float]]:
     return out
 
 
+# %%
 rng = np.random.default_rng(0)
 fashion = task.source_data()
 x_source = fashion.x_test[rng.choice(len(fashion.x_test), STATS_IMAGES, replace=False)]
@@ -367,6 +368,7 @@ def train_bn_run(two_phase: bool, train_bn: bool, seed: int) -> dict:
     }
 
 
+# %%
 ARMS = [(False, False), (False, True), (True, False), (True, True)]
 bn_rows = [train_bn_run(tp, tb, seed) for tp, tb in ARMS for seed in SEEDS]
 bn_summary = lab.aggregate(
