@@ -143,25 +143,11 @@ def code_commit(root: Path = NOTEBOOK_DIR.parent) -> tuple[str | None, list[str]
     notebooks' own `.ipynb` files (which a full run rewrites) do not count as
     changes. Outside a git checkout: `(None, [])`.
     """
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
+    commit = _git(root, "rev-parse", "--short", "HEAD")
+    status = _git(root, "status", "--porcelain")
+    if commit is None or status is None:
         return None, []
+    commit = commit.strip()
     changed = [line[3:] for line in status.splitlines() if line.strip()]
     outputs = ("reports/", "runs/", "benchmarks/results/")
     changed = [
@@ -174,14 +160,11 @@ def code_commit(root: Path = NOTEBOOK_DIR.parent) -> tuple[str | None, list[str]
     return commit or None, changed
 
 
-def _only_run_line_changed(root: Path, path: str) -> bool:
-    """Whether `path` is a paired notebook script whose only change is the
-    `# **This run:**` line that an earlier full run stamped."""
-    if not (path.startswith("notebooks/") and path.endswith(".py")):
-        return False
+def _git(root: Path, *args: str) -> str | None:
+    """The output of `git <args>` run in `root`, or None if git failed."""
     try:
-        diff = subprocess.run(
-            ["git", "diff", "--unified=0", "HEAD", "--", path],
+        return subprocess.run(
+            ["git", *args],
             cwd=root,
             capture_output=True,
             text=True,
@@ -189,6 +172,16 @@ def _only_run_line_changed(root: Path, path: str) -> bool:
             check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _only_run_line_changed(root: Path, path: str) -> bool:
+    """Whether `path` is a paired notebook script whose only change is the
+    `# **This run:**` line that an earlier full run stamped."""
+    if not (path.startswith("notebooks/") and path.endswith(".py")):
+        return False
+    diff = _git(root, "diff", "--unified=0", "HEAD", "--", path)
+    if diff is None:
         return False
     edits = [
         line[1:]
