@@ -10,8 +10,9 @@ full run.
 Full mode (`--full`) is the run whose outputs get committed. After each
 notebook finishes, the runner replaces the header line `**This run:** ...`
 with what actually ran: the device (GPU name, or CPU model and core count),
-the Keras backend, the mode and the measured duration. Nobody writes that line
-by hand.
+the Keras backend, the mode, the measured duration and the slowest sections
+(from the timestamps nbclient records in each cell), so a reader knows where
+the time goes before running anything. Nobody writes that line by hand.
 
 Only `nbclient`, `nbformat`, `jupyter_client` and `ipykernel` are needed (no
 Jupyter server, no `jupyter` command): the notebooks run in a `python3`
@@ -30,6 +31,10 @@ Usage:
 
     # One notebook
     python notebooks/run_notebooks.py notebooks/07_was_it_really_transfer.ipynb
+
+    # Name the slowest sections of notebooks already executed in full mode
+    # (read from the timestamps their cells recorded; nothing is run)
+    python notebooks/run_notebooks.py --restamp notebooks/08_*.ipynb
 
 Exit status 0 when every notebook ran, 1 when any failed (a failed notebook's
 partial outputs are still written, so the failing cell can be read).
@@ -216,6 +221,50 @@ def stamp_script(text: str, line: str) -> str:
     return SCRIPT_RUN_LINE.sub(lambda _: f"# {line}", text, count=1)
 
 
+#: What `with_timings` appends to a run line (and `--restamp` replaces).
+TIMINGS = "; the slowest parts: "
+
+
+def section_seconds(nb) -> dict[str, float]:
+    """Seconds spent in each `## ` section of an executed notebook, in order.
+
+    Read from the timestamps nbclient records in each code cell's metadata
+    (`iopub.execute_input` to `shell.execute_reply`); code before the first
+    `## ` heading counts as "set-up". Cells without timestamps count zero.
+    """
+    seconds: dict[str, float] = {}
+    section = "set-up"
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            heading = next(
+                (ln for ln in cell.source.splitlines() if ln.startswith("## ")), None
+            )
+            if heading is not None:
+                section = heading[3:].strip()
+            continue
+        times = cell.get("metadata", {}).get("execution", {})
+        begin, end = times.get("iopub.execute_input"), times.get("shell.execute_reply")
+        if cell.cell_type != "code" or not begin or not end:
+            continue
+        took = dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(begin)
+        seconds[section] = seconds.get(section, 0.0) + took.total_seconds()
+    return seconds
+
+
+def with_timings(line: str, nb, top: int = 3, at_least: float = 10.0) -> str:
+    """`line` with the `top` slowest sections (each over `at_least` s) appended."""
+    line = line.split(TIMINGS)[0].rstrip(".")
+    slow = sorted(section_seconds(nb).items(), key=lambda item: -item[1])[:top]
+    slow = [(name, s) for name, s in slow if s >= at_least]
+    if not slow:
+        return line + "."
+    parts = ", ".join(
+        f"'{name if len(name) <= 48 else name[:47] + '…'}' {_duration(s)}"
+        for name, s in slow
+    )
+    return f"{line}{TIMINGS}{parts}."
+
+
 def stamp(nb, line: str) -> bool:
     """Replaces the `**This run:**` line of the first markdown cell; True if found."""
     for cell in nb.cells:
@@ -340,6 +389,7 @@ def execute(
         stamp(nb, run_line("quick", seconds, device_name(), keras_backend()))
     if not error and not quick:
         line = run_line("full", seconds, device_name(), keras_backend(), commit)
+        line = with_timings(line, nb)
         if not stamp(nb, line):
             error = f"{notebook.name} has no '**This run:**' line in its header."
         # The paired .py (the source of truth) carries the same stamp, so the
@@ -407,7 +457,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="Full mode: run with uncommitted source changes (the header says so).",
     )
+    parser.add_argument(
+        "--restamp",
+        action="store_true",
+        help="Re-time already executed full runs: append the slowest sections, "
+        "read from the cells' recorded timestamps, to their run lines; runs "
+        "nothing.",
+    )
     args = parser.parse_args(argv)
+    if args.restamp:
+        return restamp(find_notebooks(args.notebooks))
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1. Received: --jobs {args.jobs}.")
     quick = not args.full
@@ -464,6 +523,32 @@ def main(argv: list[str] | None = None) -> int:
     for outcome in failed:
         print(f"\nFAILED {outcome.notebook}:\n{outcome.error[-3000:]}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def restamp(notebooks: list[Path]) -> int:
+    """Appends the slowest sections to the run line of executed full runs.
+
+    The timings come from the timestamps the run recorded in its cells, so a
+    notebook executed before the run line named them gets them without being
+    run again. Notebooks not executed in full mode are left as they are.
+    """
+    import nbformat
+
+    for path in notebooks:
+        nb = nbformat.read(path, as_version=4)
+        header = next((c for c in nb.cells if c.cell_type == "markdown"), None)
+        found = RUN_LINE.search(header.source) if header is not None else None
+        if found is None or "full mode" not in found.group(0):
+            print(f"skipped {path.name}: no full-mode run line")
+            continue
+        line = with_timings(found.group(0), nb)
+        stamp(nb, line)
+        nbformat.write(nb, path)
+        script = path.with_suffix(".py")
+        if script.exists():
+            script.write_text(stamp_script(script.read_text(), line))
+        print(f"{path.name}: {line}")
+    return 0
 
 
 def _report(outcome: Outcome) -> None:

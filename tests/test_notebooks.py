@@ -268,6 +268,70 @@ def test_stamp_script_replaces_the_commented_run_line():
     assert line in script.cells[0].source
 
 
+def _timed(cell, begin: str, end: str):
+    cell.metadata["execution"] = {
+        "iopub.execute_input": f"2026-12-07T10:{begin}Z",
+        "shell.execute_reply": f"2026-12-07T10:{end}Z",
+    }
+    return cell
+
+
+def _timed_notebook():
+    v4 = nbformat.v4
+    return v4.new_notebook(
+        cells=[
+            v4.new_markdown_cell("# 00 T\n\n**This run:** not executed yet."),
+            _timed(v4.new_code_cell("import x"), "00:00.0", "00:04.5"),
+            v4.new_markdown_cell("## 1. Training\n\nText."),
+            _timed(v4.new_code_cell("fit()"), "00:05.0", "02:05.0"),
+            _timed(v4.new_code_cell("fit2()"), "02:05.0", "03:05.0"),
+            v4.new_markdown_cell("Prose only, no heading."),
+            _timed(v4.new_code_cell("plot()"), "03:05.0", "03:35.0"),
+            v4.new_markdown_cell("## 2. Plots"),
+            _timed(v4.new_code_cell("plot()"), "03:35.0", "03:50.0"),
+            v4.new_code_cell("never ran"),
+        ]
+    )
+
+
+def test_sections_are_timed_from_the_recorded_cell_timestamps():
+    runner = _runner()
+    nb = _timed_notebook()
+    assert runner.section_seconds(nb) == {
+        "set-up": 4.5,
+        "1. Training": 210.0,
+        "2. Plots": 15.0,
+    }
+    line = "**This run:** full mode on CPU, 3 min 50 s of execution (2026-12-07)."
+    timed = runner.with_timings(line, nb)
+    assert timed == (
+        "**This run:** full mode on CPU, 3 min 50 s of execution (2026-12-07); "
+        "the slowest parts: '1. Training' 3 min 30 s, '2. Plots' 15 s."
+    )
+    assert runner.with_timings(timed, nb) == timed  # re-timing replaces, not adds
+    assert runner.with_timings(line, nb, at_least=1000) == line
+
+
+def test_restamp_times_an_executed_full_run_in_place(tmp_path):
+    runner = _runner()
+    nb = _timed_notebook()
+    line = "**This run:** full mode on CPU, 3 min 50 s of execution (2026-12-07)."
+    runner.stamp(nb, line)
+    path = tmp_path / "00_t.ipynb"
+    nbformat.write(nb, path)
+    script = tmp_path / "00_t.py"
+    script.write_text(f"# # 00 T\n#\n# {line}\nimport x\n")
+    unrun = tmp_path / "01_u.ipynb"
+    nbformat.write(_timed_notebook(), unrun)
+    assert runner.main(["--restamp", str(path), str(unrun)]) == 0
+    stamped = nbformat.read(path, as_version=4).cells[0].source
+    assert "the slowest parts: '1. Training' 3 min 30 s" in stamped
+    assert "# **This run:** full mode on CPU" in script.read_text()
+    assert "the slowest parts" in script.read_text()
+    # A notebook never executed in full mode is left alone.
+    assert "not executed yet" in nbformat.read(unrun, as_version=4).cells[0].source
+
+
 def test_full_mode_names_the_commit_and_refuses_a_dirty_checkout(tmp_path):
     """A full run's header names its commit; changed sources stop it first."""
     runner = _runner()
