@@ -71,35 +71,6 @@ QUICK = {"n": 30, "val_per_class": 10, "seeds": 2, "head_epochs": 1,
          "fine_tune_epochs": 3, "test_images": 500}  # fmt: skip
 
 
-def _best_on_validation(x_val, y_val):
-    """A callback reading validation after every epoch, keeping the best weights."""
-    import keras
-
-    from tlrecipes.lab import evaluation
-
-    class BestOnValidation(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.scores: list[float] = []
-            self.best, self.best_epoch, self.weights = None, None, None
-
-        def on_epoch_end(self, epoch, logs=None):
-            score = evaluation.accuracy_of(self.model, x_val, y_val, BATCH_SIZE)
-            self.scores.append(score)
-            if self.best is None or score > self.best:  # ties keep the earliest
-                self.best, self.best_epoch = score, len(self.scores)
-                self.weights = self.model.get_weights()
-
-    return BestOnValidation()
-
-
-def _read_test(model, x, y) -> float:
-    """The one read of the test split of a final model."""
-    from tlrecipes.lab import evaluation
-
-    return evaluation.accuracy_of(model, x, y, BATCH_SIZE)
-
-
 def _sizes(quick: bool) -> tuple[dict[str, int], int]:
     if quick:
         return {t: QUICK["n"] for t in TASKS}, QUICK["val_per_class"]
@@ -108,87 +79,21 @@ def _sizes(quick: bool) -> tuple[dict[str, int], int]:
 
 def run_cell(task_name: str, seed: int, quick: bool, lr: float) -> list[dict]:
     """Every method for one (task, seed), from one shared phase-1 model."""
-    import keras
-
-    from tlrecipes import add_head, two_phase_fit
-    from tlrecipes.discriminative import lr_multipliers
-    from tlrecipes.finetune import gradual_unfreeze_fit, surgical_fit
-    from tlrecipes.lab import get_task, load_source_model, train_source_model
-    from tlrecipes.lab.array_splits import target_splits
+    from tlrecipes.lab.finetune_controls import finetune_controls_cell
 
     sizes, val_per_class = _sizes(quick)
-    n = sizes[task_name]
-    head_epochs = QUICK["head_epochs"] if quick else HEAD_EPOCHS
-    fine_epochs = QUICK["fine_tune_epochs"] if quick else FINE_TUNE_EPOCHS
-    try:
-        source = load_source_model(task_name)
-    except FileNotFoundError:
-        source = train_source_model(task_name)
-    data = target_splits(get_task(task_name), n, seed, val_per_class)
-    x, y = data.x_train, data.y_train
-    x_test, y_test = data.x_test, data.y_test
-    if quick:
-        x_test, y_test = x_test[: QUICK["test_images"]], y_test[: QUICK["test_images"]]
-    fit = {"batch_size": BATCH_SIZE, "verbose": 0}
-
-    start = time.perf_counter()
-    keras.utils.set_random_seed(seed)
-    model = add_head(source.copy_base(), data.num_classes)
-    best = _best_on_validation(data.x_val, data.y_val)
-    two_phase_fit(
-        model, x, y, head_epochs=head_epochs, fine_tune_epochs=0,
-        callbacks=[best], **fit,
-    )  # fmt: skip
-    model.set_weights(best.weights)
-    after_head = model.get_weights()
-    rows = []
-
-    def record(method: str, t0: float, best, **extra) -> None:
-        model.set_weights(best.weights)  # the final model: best on validation
-        rows.append(
-            {
-                "task": task_name,
-                "n_per_class": n,
-                "val_per_class": val_per_class,
-                "seed": seed,
-                "method": method,
-                "val_accuracy": best.best,
-                "best_epoch": best.best_epoch,
-                "val_curve": best.scores,
-                "test_accuracy": round(_read_test(model, x_test, y_test), 4),
-                "test_reads": 1,
-                "n_val": len(data.x_val),
-                "n_test": len(x_test),
-                "seconds": round(time.perf_counter() - t0, 2),
-                **extra,
-            }
-        )
-
-    record("head_only", start, best, phase2_epochs=0)
-    for method in METHODS[1:]:
-        t0 = time.perf_counter()
-        model.set_weights(after_head)
-        keras.utils.set_random_seed(seed + 1000)  # same batch order for all
-        best = _best_on_validation(data.x_val, data.y_val)
-        run = {**fit, "callbacks": [best]}
-        if method in ("plain", "discriminative", "discriminative_hi"):
-            top = lr * (10 if method == "discriminative_hi" else 1)
-            multipliers = None if method == "plain" else lr_multipliers(model, 2.6)
-            two_phase_fit(
-                model, x, y, head_epochs=0, fine_tune_epochs=fine_epochs,
-                fine_tune_lr=top, lr_multipliers=multipliers, **run,
-            )  # fmt: skip
-        elif method == "gradual":
-            gradual_unfreeze_fit(
-                model, x, y, epochs_per_stage=max(1, fine_epochs // 3),
-                learning_rate=lr, **run,
-            )  # fmt: skip
-        else:
-            block = method.removeprefix("surgical_")
-            surgical_fit(model, x, y, block=block, epochs=fine_epochs,
-                         learning_rate=lr, **run)  # fmt: skip
-        record(method, t0, best, phase2_epochs=fine_epochs)
-    return rows
+    return finetune_controls_cell(
+        task_name,
+        seed,
+        n_per_class=sizes[task_name],
+        val_per_class=val_per_class,
+        head_epochs=QUICK["head_epochs"] if quick else HEAD_EPOCHS,
+        fine_tune_epochs=QUICK["fine_tune_epochs"] if quick else FINE_TUNE_EPOCHS,
+        lr=lr,
+        methods=METHODS,
+        batch_size=BATCH_SIZE,
+        test_images=QUICK["test_images"] if quick else None,
+    )
 
 
 def summarise(rows: list[dict], device: str, quick: bool) -> dict[str, Any]:

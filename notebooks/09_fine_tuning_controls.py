@@ -16,15 +16,15 @@
 # %% [markdown]
 # # 09 Fine-tuning controls: discriminative rates, gradual unfreezing, surgical fine-tuning
 #
-# **Description:** On the two large offline targets, plain two-phase fine-tuning is compared, from the same trained head and over several seeds, with ULMFiT's discriminative learning rates, gradual unfreezing, surgical fine-tuning of each block, and plain fine-tuning at a ten times higher rate.
+# **Description:** On the two large offline targets, plain two-phase fine-tuning is compared, from the same trained head, on a validation split and over five seeds, with plain fine-tuning at ten times the rate, ULMFiT's discriminative learning rates, gradual unfreezing and surgical fine-tuning of each block.
 #
 # **Accelerator:** CPU or GPU
 #
-# **Estimated time (full mode):** CPU ~15 min (2-core laptop), GPU ~3 min
+# **Estimated time (full mode):** CPU ~15 min (2-core CPU: the same cells as `reports/finetune_controls`, 13 min 40 s without `plain_10x`), GPU ~3 min
 #
-# **Quick mode:** `TLRECIPES_QUICK=1` runs one seed, 60 images per class and 3 fine-tuning epochs (about two minutes on a 2-core CPU); the numbers are then rough and the prose still applies.
+# **Quick mode:** `TLRECIPES_QUICK=1` runs one seed, 30 training and 10 validation images per class and 1 + 3 epochs on 1,000 test images (about two minutes on a 2-core CPU); the numbers are then rough and the prose still applies.
 #
-# **This run:** full mode on AMD EPYC CPU (2 cores), no GPU, Keras backend `tensorflow`, 20 min 45 s of execution (2026-12-02); the slowest parts: 'The methods' 20 min 23 s, 'set-up' 19 s.
+# **This run:** not executed yet.
 #
 # Keras has one learning rate per optimizer. fastai's `fine_tune` and the
 # research behind it add three controls on top of "unfreeze and train at a
@@ -42,11 +42,13 @@
 # Each claim is a hypothesis here, measured on the offline large/similar pair
 # (Fashion-MNIST classes 0,1,5,6,8 -> 2,3,4,7,9) and large/different pair
 # (clothes -> digits). Every method starts from the *same* phase-1 model of
-# its seed and gets the same phase-2 budget, so differences are paired by
-# seed. A fifth arm, plain fine-tuning at ten times the rate, separates "the
-# layers learn at different rates" from "the network learns faster overall".
-# `benchmarks/compare_finetune_controls.py` runs the same comparison at
-# 500/400 images per class and writes `reports/finetune_controls/`.
+# its seed and gets the same phase-2 budget and the same batches, so
+# differences are paired by seed. A further arm, plain fine-tuning at ten
+# times the rate, separates "the layers learn at different rates" from "the
+# network learns faster overall". Each run ends on its best-validation epoch
+# and its test accuracy is read once; the best method is picked on
+# validation. `benchmarks/compare_finetune_controls.py` runs the same cells
+# (`lab.finetune_controls_cell`) and writes `reports/finetune_controls/`.
 
 # %%
 # Colab only: install tlrecipes into the Colab runtime (does nothing elsewhere).
@@ -61,39 +63,31 @@ if "google.colab" in sys.modules:
     )
 
 # %%
-import io
 import os
-import statistics
 import time
 
 import keras
 import numpy as np
-from IPython.display import Image
 from matplotlib.figure import Figure
 
-import tlrecipes as tl
 from tlrecipes import lab
 
 START = time.perf_counter()
 keras.utils.set_random_seed(0)
 print("Keras", keras.version(), "backend:", keras.backend.backend())
 
-
-def show(fig: Figure) -> Image:
-    """Displays a matplotlib Figure as a PNG under any backend (Agg included)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    return Image(data=buffer.getvalue())
-
-
 # %% tags=["parameters"]
 QUICK = os.environ.get("TLRECIPES_QUICK", "0") == "1"
 # Both cases need a self-trained source and a target of the same image shape:
 # the offline tasks (see notebook 08 for ImageNet backbones on tfds data).
 DATA = os.environ.get("TLRECIPES_DATA", "offline")
-TASKS = {"offline": ["fashion_a_to_b", "fashion_to_mnist"]}[DATA]
-SEEDS = [0] if QUICK else [0, 1, 2]
-N_PER_CLASS = 60 if QUICK else 400  # 400: every offline training digit
+# Training images per class of each target (the offline MNIST holds 400 per
+# class: 350 train, 50 validate).
+TASKS = {"offline": {"fashion_a_to_b": 500, "fashion_to_mnist": 350}}[DATA]
+if QUICK:
+    TASKS = {task: 30 for task in TASKS}
+VAL_PER_CLASS = 10 if QUICK else 50
+SEEDS = [0] if QUICK else [0, 1, 2, 3, 4]  # at least 5 on a CPU, 10 on a GPU
 HEAD_EPOCHS = 1 if QUICK else 5  # phase 1 (full mode: over 200 steps)
 FINE_TUNE_EPOCHS = 3 if QUICK else 6  # phase 2 budget of every method
 FINE_TUNE_LR = 1e-4  # two_phase_fit's default
@@ -104,204 +98,105 @@ TEST_IMAGES = 1000 if QUICK else None  # None: the whole official test split
 # ## The methods
 #
 # After phase 1 (the new head trained on the frozen base, as `two_phase_fit`
-# does), each method gets `FINE_TUNE_EPOCHS` epochs:
+# does, ending on its best-validation epoch), each method gets
+# `FINE_TUNE_EPOCHS` epochs. `lr` below is `FINE_TUNE_LR`.
 #
-# | method | what trains, at which rate |
-# |---|---|
-# | `plain` | everything but BatchNorm, at `FINE_TUNE_LR` (two_phase_fit's phase 2) |
-# | `plain_10x` | the same at 10 x `FINE_TUNE_LR` |
-# | `discriminative` | head at `FINE_TUNE_LR`, each block below / 2.6 (ULMFiT) |
-# | `discriminative_10x` | head at 10 x `FINE_TUNE_LR`, each block below / 2.6 (fastai-style) |
-# | `gradual` | block3 + head, then block2 too, then all, a third of the epochs each |
-# | `surgical_<group>` | only that group (block1, block2, block3 or the head) |
-#
-# `discriminative_10x` and `plain_10x` share the head's rate; the first gives
+# `discriminative_hi` and `plain_10x` share the head's rate; the first gives
 # the blocks below it 2.6, 6.8 and 17.6 times smaller steps. If it beats
 # `plain` only as much as `plain_10x` does, the gain is the higher rate, not
 # the ratio between layers.
 
 # %%
-PHASE2 = [
-    "plain",
-    "plain_10x",
-    "discriminative",
-    "discriminative_10x",
-    "gradual",
-    "surgical_block1",
-    "surgical_block2",
-    "surgical_block3",
-    "surgical_head",
-]
-FIT = {"batch_size": BATCH_SIZE, "verbose": 0}
-
-
-def get_source(task_name: str) -> lab.SourceModel:
-    """The shipped or cached source model; trained once if none is stored."""
-    try:
-        return lab.load_source_model(task_name)
-    except FileNotFoundError:
-        config = lab.SourceConfig(epochs=1) if QUICK else lab.SourceConfig()
-        try:
-            return lab.load_source_model(task_name, config)
-        except FileNotFoundError:
-            return lab.train_source_model(task_name, config)
-
-
-def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
-    hits = 0
-    for i in range(0, len(x), 1000):
-        out = keras.ops.convert_to_numpy(model(x[i : i + 1000], training=False))
-        hits += int((out.argmax(-1) == y[i : i + 1000]).sum())
-    return hits / len(x)
-
-
-def fine_tune(model, method: str, x, y) -> None:
-    """Phase 2 of one method, on a model whose head is already trained."""
-    rate = FINE_TUNE_LR * (10 if method.endswith("_10x") else 1)
-    if method.startswith(("plain", "discriminative")):
-        multipliers = (
-            tl.lr_multipliers(model, 2.6) if method.startswith("disc") else None
-        )
-        tl.two_phase_fit(
-            model,
-            x,
-            y,
-            head_epochs=0,
-            fine_tune_epochs=FINE_TUNE_EPOCHS,
-            fine_tune_lr=rate,
-            lr_multipliers=multipliers,
-            **FIT,
-        )
-    elif method == "gradual":
-        tl.gradual_unfreeze_fit(
-            model,
-            x,
-            y,
-            epochs_per_stage=max(1, FINE_TUNE_EPOCHS // 3),
-            learning_rate=rate,
-            **FIT,
-        )
-    else:
-        block = method.removeprefix("surgical_")
-        tl.surgical_fit(
-            model, x, y, block=block, epochs=FINE_TUNE_EPOCHS, learning_rate=rate,
-            **FIT,
-        )  # fmt: skip
-
-
-rows = []
-for task_name in TASKS:
-    source = get_source(task_name)
-    for seed in SEEDS:
-        data = lab.get_task(task_name).target_subset(N_PER_CLASS, seed=seed)
-        x, y = data.x_train.astype("float32") / 255.0, data.y_train
-        x_test, y_test = data.x_test.astype("float32") / 255.0, data.y_test
-        if TEST_IMAGES:
-            x_test, y_test = x_test[:TEST_IMAGES], y_test[:TEST_IMAGES]
-        keras.utils.set_random_seed(seed)
-        model = tl.add_head(source.copy_base(), len(data.class_names))
-        tl.two_phase_fit(
-            model, x, y, head_epochs=HEAD_EPOCHS, fine_tune_epochs=0, seed=seed,
-            **FIT,
-        )  # fmt: skip
-        after_head = [keras.ops.convert_to_numpy(v) for v in model.variables]
-        rows.append(
-            {"task": task_name, "seed": seed, "method": "head_only",
-             "accuracy": accuracy(model, x_test, y_test)}
-        )  # fmt: skip
-        for method in PHASE2:
-            for variable, value in zip(model.variables, after_head, strict=True):
-                variable.assign(value)  # every method starts from the same head
-            keras.utils.set_random_seed(seed + 1000)  # and sees the same batches
-            fine_tune(model, method, x, y)
-            rows.append(
-                {"task": task_name, "seed": seed, "method": method,
-                 "accuracy": accuracy(model, x_test, y_test)}
-            )  # fmt: skip
-        print(f"{task_name}, seed {seed}: done ({time.perf_counter() - START:.0f} s)")
-print(f"{len(rows)} runs; test images per run: {len(y_test)}")
+METHODS = list(lab.FINE_TUNE_METHODS)
+for method, what in lab.FINE_TUNE_METHODS.items():
+    print(f"{method:18s} {what}")
 
 # %% [markdown]
-# ## Results, paired by seed
+# ## The runs
 #
-# For each method: test accuracy (mean ± std over seeds) and its paired
-# difference to `plain` (same seed, same phase-1 head, same batches), with
-# the number of seeds on which it was ahead. With three seeds, a difference
-# smaller than its spread is no result either way.
+# One call per (task, seed): `lab.finetune_controls_cell` draws the
+# validation and training images, trains the head, and runs every method
+# from it.
 
 # %%
-METHODS = ["head_only", *PHASE2]
+rows = []
+for task_name, n_per_class in TASKS.items():
+    for seed in SEEDS:
+        rows += lab.finetune_controls_cell(
+            task_name,
+            seed,
+            n_per_class=n_per_class,
+            val_per_class=VAL_PER_CLASS,
+            head_epochs=HEAD_EPOCHS,
+            fine_tune_epochs=FINE_TUNE_EPOCHS,
+            lr=FINE_TUNE_LR,
+            methods=METHODS,
+            batch_size=BATCH_SIZE,
+            test_images=TEST_IMAGES,
+        )
+        print(f"{task_name}, seed {seed}: done ({time.perf_counter() - START:.0f} s)")
+print(f"{len(rows)} runs; test images per run: {rows[0]['n_test']}")
 
+# %% [markdown]
+# ## Results
+#
+# For each method: validation accuracy (what the pick sees) and test
+# accuracy (mean ± std over seeds). The method with the best mean validation
+# accuracy is picked per task; its paired comparison with `plain`, and every
+# method's, is in *What this run showed*.
 
-def paired(task: str, method: str, reference: str = "plain") -> list[float]:
-    def acc(m):
-        return {
-            r["seed"]: r["accuracy"]
-            for r in rows
-            if r["task"] == task and r["method"] == m
-        }
-
-    a, b = acc(method), acc(reference)
-    return [100 * (a[s] - b[s]) for s in SEEDS]
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return statistics.mean(values), spread
-
-
-summary = {}
-for task_name in TASKS:
-    print(f"\n{task_name} ({N_PER_CLASS} images per class, {len(SEEDS)} seed(s))")
-    print(f"  {'method':20s} {'accuracy %':>14s} {'vs plain, points':>18s} ahead")
+# %%
+test = {t: lab.scores_by_seed(rows, arm="method", score="test_accuracy", task=t)
+        for t in TASKS}  # fmt: skip
+val = {t: lab.scores_by_seed(rows, arm="method", score="val_accuracy", task=t)
+       for t in TASKS}  # fmt: skip
+# Picked on validation; ties go to the method listed first (head_only, plain).
+picked = {t: lab.pick_best(val[t]) for t in TASKS}
+for task_name, n_per_class in TASKS.items():
+    print(f"\n{task_name} ({n_per_class} images per class, {len(SEEDS)} seed(s))")
+    print(f"  {'method':18s} {'validation %':>12s} {'test % (mean ± std)':>20s}")
     for method in METHODS:
-        accs = [
-            100 * r["accuracy"]
-            for r in rows
-            if r["task"] == task_name and r["method"] == method
-        ]
-        diffs = paired(task_name, method)
-        summary[task_name, method] = (mean_std(accs), mean_std(diffs))
-        (m, s), (d, ds) = summary[task_name, method]
-        ahead = sum(v > 0 for v in diffs)
-        gap = "reference" if method == "plain" else f"{d:+6.1f} ± {ds:4.1f}"
-        print(f"  {method:20s} {m:7.1f} ± {s:4.1f} {gap:>18s} {ahead}/{len(SEEDS)}")
-    ratio = paired(task_name, "discriminative_10x", "plain_10x")
-    d, ds = mean_std(ratio)
-    print(f"  discriminative_10x - plain_10x (the ratio itself): {d:+.1f} ± {ds:.1f}")
+        v = 100 * np.mean(list(val[task_name][method].values()))
+        t = 100 * np.array(list(test[task_name][method].values()))
+        spread = t.std(ddof=1) if len(t) > 1 else 0.0
+        mark = "  <- picked on validation" if method == picked[task_name] else ""
+        print(f"  {method:18s} {v:12.1f} {t.mean():13.1f} ± {spread:4.1f}{mark}")
 
 # %%
 fig = Figure(figsize=(11, 4.2), layout="constrained")
 axes = fig.subplots(1, len(TASKS), squeeze=False)[0]
-for ax, task_name in zip(axes, TASKS, strict=True):
-    means = [summary[task_name, m][0][0] for m in METHODS]
-    stds = [summary[task_name, m][0][1] for m in METHODS]
+for ax, (task_name, n_per_class) in zip(axes, TASKS.items(), strict=True):
+    scores = [100 * np.array(list(test[task_name][m].values())) for m in METHODS]
+    means = [s.mean() for s in scores]
+    stds = [s.std(ddof=1) if len(s) > 1 else 0.0 for s in scores]
     colors = ["0.6" if m in ("head_only", "plain") else "C0" for m in METHODS]
+    colors[METHODS.index(picked[task_name])] = "C2"
     ax.bar(range(len(METHODS)), means, yerr=stds, color=colors, capsize=3)
-    ax.axhline(summary[task_name, "plain"][0][0], color="k", lw=0.8, ls="--",
+    ax.axhline(means[METHODS.index("plain")], color="k", lw=0.8, ls="--",
                label="plain")  # fmt: skip
     low = min(m - s for m, s in zip(means, stds, strict=True))
     ax.set_ylim(max(0.0, low - 3), min(100.0, max(means) + max(stds) + 3))
     ax.set_xticks(range(len(METHODS)), METHODS, rotation=45, ha="right")
     ax.set_ylabel("test accuracy, % (mean ± std over seeds)")
-    ax.set_title(f"{task_name}, {N_PER_CLASS}/class")
+    ax.set_title(f"{task_name}, {n_per_class}/class (green: picked on validation)")
     ax.legend(loc="lower right", fontsize="small")
-show(fig)
+lab.show(fig)
 
 # %% [markdown]
 # ## How to read it
 #
 # - **Gradual unfreezing** is ULMFiT's claim that opening the top first
-#   protects the lower layers. A positive paired difference on every seed
-#   supports it at this scale; a difference within its spread says that six
-#   epochs of plain fine-tuning at 1e-4 do not wreck the lower blocks anyway.
+#   protects the lower layers. An interval above zero against `plain`
+#   supports it at this scale; an interval around zero says that six epochs
+#   of plain fine-tuning at 1e-4 do not wreck the lower blocks anyway.
 # - **Discriminative rates** at the head's rate (`discriminative`) give the
 #   base *smaller* steps than `plain` does (the multipliers scale Adam's
 #   update, and Adam does not care about the gradient's scale): if it falls
-#   behind `plain`, the base needed its full rate. The last printed line per
-#   task is the question the ratio stands on: `discriminative_10x` against
-#   `plain_10x`, which differ only in the blocks' slower rates. Near zero or
-#   below, the higher rate, not the ratio, is what helped.
+#   behind `plain`, the base needed its full rate. The last line per task of
+#   *What this run showed* is the question the ratio stands on:
+#   `discriminative_hi` against `plain_10x`, which differ only in the blocks'
+#   slower rates. A tie or worse says the higher rate, not the ratio, is what
+#   helped.
 # - **Surgical fine-tuning** of one block: Lee et al. found the first block
 #   best for corruptions and the last for label shifts. Clothes -> digits is a
 #   shift of both kinds; if no single block comes close to `plain` there,
@@ -309,9 +204,6 @@ show(fig)
 #   last block are the candidates.
 # - The distance from `head_only` to `plain` is the value of fine-tuning at
 #   all; compare it with the differences between the controls.
-
-# %%
-print(f"mode {'quick' if QUICK else 'full'}; {time.perf_counter() - START:.0f} s")
 
 # %% [markdown]
 # ## What this run showed
@@ -327,15 +219,15 @@ print(f"mode {'quick' if QUICK else 'full'}; {time.perf_counter() - START:.0f} s
 # %%
 lines = []
 for task_name in TASKS:
-    arms = lab.scores_by_seed(rows, arm="method", task=task_name)
+    arms = test[task_name]
     lines += [
-        f"{task_name}: each method against plain "
-        f"(intervals corrected for {len(arms) - 1} comparisons)",
+        f"{task_name}: picked on validation: {picked[task_name]}; each method "
+        f"against plain (intervals corrected for {len(arms) - 1} comparisons)",
         lab.compare_to_baseline_or_note(arms, "plain"),
         lab.compare_or_note(
-            arms["discriminative_10x"],
+            arms["discriminative_hi"],
             arms["plain_10x"],
-            name_a=f"{task_name}: discriminative_10x",
+            name_a=f"{task_name}: discriminative_hi",
             name_b="plain_10x",
         ),
     ]
@@ -347,13 +239,19 @@ print(lab.what_this_run_showed(lines))
 #
 # 1. Set `FINE_TUNE_EPOCHS = 12`. Does gradual unfreezing still help when
 #    each stage gets four epochs, or does plain fine-tuning catch up?
-# 2. ULMFiT's 2.6 came from language models. Try `tl.lr_multipliers(model,
-#    10.0)` and `tl.lr_multipliers(model, lowest=0.5)` in `fine_tune`: which
-#    spacing does best on each pair?
-# 3. Set `N_PER_CLASS = 20`. Which control matters most when the target is
-#    small, and does surgical fine-tuning of the head alone win then?
+# 2. ULMFiT's 2.6 came from language models. Copy
+#    `lab.finetune_controls.fine_tune` into a cell and try
+#    `tl.lr_multipliers(model, 10.0)` and `tl.lr_multipliers(model,
+#    lowest=0.5)`: which spacing does best on each pair?
+# 3. Set every size in `TASKS` to 20. Which control matters most when the
+#    target is small, and does surgical fine-tuning of the head alone win
+#    then?
 # 4. Run `tl.lr_find` on the model after phase 1 and use its suggestion as
 #    `FINE_TUNE_LR`. Does the ranking of the methods change?
 # 5. Surgical fine-tuning for an input-level shift: add Gaussian noise to the
 #    target images of `fashion_a_to_b` (a corruption, as in Lee et al.) and
 #    compare `surgical_block1` with `surgical_block3`.
+
+
+# %%
+print(lab.run_footer(START, quick=QUICK))
