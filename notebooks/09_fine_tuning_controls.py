@@ -71,6 +71,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from tlrecipes import lab
+from tlrecipes.lab.finetune_controls import FINE_TUNE_METHODS
 
 START = time.perf_counter()
 keras.utils.set_random_seed(0)
@@ -107,8 +108,8 @@ TEST_IMAGES = 1000 if QUICK else None  # None: the whole official test split
 # the ratio between layers.
 
 # %%
-METHODS = list(lab.FINE_TUNE_METHODS)
-for method, what in lab.FINE_TUNE_METHODS.items():
+METHODS = list(FINE_TUNE_METHODS)
+for method, what in FINE_TUNE_METHODS.items():
     print(f"{method:18s} {what}")
 
 # %% [markdown]

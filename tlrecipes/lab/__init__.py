@@ -94,7 +94,6 @@ _EXPORTS = {
     "what_this_run_showed": "run_summary",
     "pick_best": "comparison",
     "BestOnValidation": "finetune_controls",
-    "FINE_TUNE_METHODS": "finetune_controls",
     "finetune_controls_cell": "finetune_controls",
     "check_seeds": "comparison",
     "min_seeds": "comparison",
