@@ -84,7 +84,6 @@ if "google.colab" in sys.modules:
 # %%
 import contextlib
 import importlib
-import io
 import logging
 import math
 import os
@@ -92,7 +91,7 @@ import time
 
 import keras
 import numpy as np
-from IPython.display import Image, display
+from IPython.display import display
 from matplotlib.figure import Figure
 
 import tlrecipes as tl
@@ -105,13 +104,6 @@ START = time.perf_counter()
 logging.getLogger("tensorflow").setLevel(logging.ERROR)
 keras.utils.set_random_seed(0)
 print("Keras", keras.version(), "backend:", keras.backend.backend())
-
-
-def show(fig: Figure) -> Image:
-    """Displays a matplotlib Figure as a PNG under any backend (Agg included)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    return Image(data=buffer.getvalue())
 
 
 # %% tags=["parameters"]
@@ -176,7 +168,7 @@ for row, name in zip(axes, REAL_TASKS, strict=True):
     row[0].text(-0.3, 0.5, name, transform=row[0].transAxes, rotation=90,
                 va="center", ha="right", fontsize=8)  # fmt: skip
 fig.tight_layout()
-show(fig)
+lab.show(fig)
 
 # %% [markdown]
 # ## Linear probe: ImageNet features vs the random-init twin
@@ -261,7 +253,7 @@ if results:
                ylabel="test accuracy", title=name)  # fmt: skip
         ax.legend()
     fig.tight_layout()
-    display(show(fig))
+    display(lab.show(fig))
 
 # %% [markdown]
 # ## Fine-tuning and the from-scratch twin: what they would cost here
@@ -478,7 +470,7 @@ if rows:
             title=f"{name}, {n} per class ({len(SEEDS)} seeds)",
         )
     fig.tight_layout()
-    display(show(fig))
+    display(lab.show(fig))
 
 # %% [markdown]
 # The curves show the three benefits for the smallest size: the jumpstart
@@ -527,30 +519,4 @@ print(lab.what_this_run_showed(COMPARISONS))
 
 
 # %%
-def device_description() -> str:
-    """The accelerator the backend computes on, for the record."""
-    backend = keras.backend.backend()
-    try:
-        if backend == "jax":
-            devices = importlib.import_module("jax").devices()
-            return ", ".join(sorted({d.device_kind for d in devices}))
-        if backend == "torch":
-            torch = importlib.import_module("torch")
-            if torch.cuda.is_available():
-                return torch.cuda.get_device_name(0)
-        if backend == "tensorflow":
-            tf = importlib.import_module("tensorflow")
-            gpus = tf.config.list_physical_devices("GPU")
-            if gpus:
-                return ", ".join(g.name for g in gpus)
-    except Exception as err:  # noqa: BLE001 - only describing the device
-        return f"unknown ({err})"
-    return "CPU"
-
-
-print(
-    f"elapsed: {time.perf_counter() - START:.0f} s, backend "
-    f"{keras.backend.backend()}, device {device_description()}, "
-    f"mode {'quick' if QUICK else 'full'}"
-    + (" (MOCK DATA, random weights)" if MOCK and DATA == "tfds" else "")
-)
+print(lab.run_footer(START, quick=QUICK))
