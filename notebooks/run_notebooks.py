@@ -185,7 +185,9 @@ def _only_run_line_changed(root: Path, path: str) -> bool:
     `# **This run:**` line that an earlier full run stamped."""
     if not (path.startswith("notebooks/") and path.endswith(".py")):
         return False
-    diff = _git(root, "diff", "--unified=0", "HEAD", "--", path)
+    # `path` is relative to the top of the checkout (as `git status` prints
+    # it), whatever folder of it `root` is.
+    diff = _git(root, "diff", "--unified=0", "HEAD", "--", f":(top){path}")
     if diff is None:
         return False
     edits = [

@@ -355,6 +355,7 @@ def test_full_mode_names_the_commit_and_refuses_a_dirty_checkout(tmp_path):
     line = runner.run_line("full", 61.0, "CPU", "tensorflow", head)
     script.write_text(runner.stamp_script(script.read_text(), line))
     assert runner.code_commit(tmp_path) == (head, [])
+    assert runner.code_commit(tmp_path / "notebooks") == (head, [])  # as main() asks
     # ... but any other edit of that script is.
     script.write_text(script.read_text().replace("x = 1", "x = 2"))
     assert runner.code_commit(tmp_path) == (head, ["notebooks/00_x.py"])
