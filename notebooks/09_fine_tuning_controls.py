@@ -20,11 +20,11 @@
 #
 # **Accelerator:** CPU or GPU
 #
-# **Estimated time (full mode):** CPU ~15 min (2-core CPU: the same cells as `reports/finetune_controls`, 13 min 40 s without `plain_10x`), GPU ~3 min
+# **Estimated time (full mode):** CPU ~21 min (2-core CPU, measured 2026-12-07 while a second notebook ran beside it), GPU ~3 min
 #
 # **Quick mode:** `TLRECIPES_QUICK=1` runs one seed, 30 training and 10 validation images per class and 1 + 3 epochs on 1,000 test images (about two minutes on a 2-core CPU); the numbers are then rough and the prose still applies.
 #
-# **This run:** not executed yet.
+# **This run:** full mode on AMD EPYC CPU (2 cores), no GPU, Keras backend `tensorflow`, code at commit 84bdade, 20 min 49 s of execution (2026-12-07); the slowest parts: 'The runs' 20 min 43 s.
 #
 # Keras has one learning rate per optimizer. fastai's `fine_tune` and the
 # research behind it add three controls on top of "unfreeze and train at a
