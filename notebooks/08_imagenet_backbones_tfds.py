@@ -20,11 +20,11 @@
 #
 # **Accelerator:** CPU or GPU
 #
-# **Estimated time (full mode):** CPU ~15 min on 2 cores (features are cached on disk, so a rerun takes a few minutes), GPU a few minutes; the tfds path (5 seeds): CPU not practical (hours), GPU ~35 min plus the first download of about 300 MB
+# **Estimated time (full mode):** CPU ~15 min on 2 cores the first time (14 min 10 s measured 2026-12-07); the features are then cached on disk, and a rerun took 1 min 06 s, GPU a few minutes; the tfds path (5 seeds): CPU not practical (hours), GPU ~35 min plus the first download of about 300 MB
 #
 # **Quick mode:** `TLRECIPES_QUICK=1` runs the offline path with the real ImageNet weights at 32x32 pixels, 3 images per class, 2 seeds and one probe setting, only to check that every cell runs (about a minute on a 2-core CPU); its numbers mean nothing. With `TLRECIPES_DATA=tfds` it uses *mock* tfds data (random images) and random weights.
 #
-# **This run:** full mode on AMD EPYC CPU (2 cores), no GPU, Keras backend `tensorflow`, 14 min 10 s of execution (2026-12-07); the slowest parts: 'Linear probe: ImageNet features vs the random-i…' 12 min 44 s, 'Fine-tuning and the from-scratch twin: what the…' 1 min 00 s, 'Setup' 12 s.
+# **This run:** full mode on AMD EPYC CPU (2 cores), no GPU, Keras backend `tensorflow`, code at commit 4e7e006, 1 min 06 s of execution (2026-12-07); the slowest parts: 'Linear probe: ImageNet features vs the random-i…' 35 s, 'Fine-tuning and the from-scratch twin: what the…' 21 s.
 
 # %%
 # Colab only: install tlrecipes into the Colab runtime (does nothing elsewhere).
