@@ -20,11 +20,11 @@
 #
 # **Accelerator:** CPU or GPU
 #
-# **Estimated time (full mode):** CPU ~12 min (2-core laptop), GPU ~4 min
+# **Estimated time (full mode):** CPU ~30 min (2-core CPU, measured 2026-12-07 while a second notebook ran beside it), GPU ~4 min
 #
 # **Quick mode:** `TLRECIPES_QUICK=1` runs one task pair, one seed, two cut points, short runs and a 500-image test set (under a minute on a 2-core CPU); the numbers are then rough and the prose still applies.
 #
-# **This run:** not executed yet.
+# **This run:** full mode on AMD EPYC CPU (2 cores), no GPU, Keras backend `tensorflow`, code at commit 84bdade, 30 min 18 s of execution (2026-12-07); the slowest parts: 'The budget' 30 min 08 s.
 #
 # Which layers of a network are *general* (useful for another task) and which
 # are *specific* to the task they were trained on? Yosinski et al. (2014,
