@@ -20,11 +20,11 @@
 #
 # **Accelerator:** CPU or GPU
 #
-# **Estimated time (full mode):** CPU ~11 min (2-core CPU, measured 2026-12-07), GPU ~8 min (H100, jax, 2026-11-24)
+# **Estimated time (full mode):** CPU ~12 min (2-core CPU, measured 2026-12-07 while a second notebook ran beside it), GPU ~8 min (H100, jax, 2026-11-24)
 #
 # **Quick mode:** `TLRECIPES_QUICK=1` runs two seeds, 3 epochs per run and a shorter size sweep (under a minute on a 2-core CPU); the numbers are then rough and the prose still applies.
 #
-# **This run:** full mode on AMD EPYC CPU (2 cores), no GPU, Keras backend `tensorflow`, code at commit 3b1bac0, 10 min 49 s of execution (2026-12-07).
+# **This run:** full mode on AMD EPYC CPU (2 cores), no GPU, Keras backend `tensorflow`, code at commit 4e7e006, 12 min 25 s of execution (2026-12-07); the slowest parts: 'Does the answer depend on the size of D2?' 6 min 34 s, 'The experiment, seed by seed' 5 min 43 s.
 #
 # A question on Data Science Stack Exchange:
 #
