@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tlrecipes.lab.record import provenance
+
 BUDGET_SECONDS = 180.0
 REPO = Path(__file__).resolve().parents[1]
 
@@ -119,6 +121,10 @@ def main() -> None:
         "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
         "python": platform.python_version(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        # commit (dirty or not), device, library versions and what was timed
+        "provenance": provenance(
+            {"variants": variants, "budget_seconds": BUDGET_SECONDS}
+        ),
         "results": results,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
