@@ -41,7 +41,11 @@ family), the README call against each of the others, with a verdict.
 Sizes larger than a task's offline data holds (beside the validation images)
 are clipped to what it holds, and the clipping is recorded (`plan.clipped`).
 A full run refuses a dirty git tree (`--allow-dirty` records it instead) and
-fewer seeds than `min_seeds` for its device. Results go to
+fewer seeds than `min_seeds` for its device. Each finished (task, size, seed)
+cell is saved in `--checkpoints` as it ends, so a long run can be split over
+sessions: run again with the same arguments and `--resume` (the result records
+the commit of every cell, `cells_run_at`). An existing `--out` or `--markdown`
+file is never replaced without `--force`. Results go to
 `benchmarks/results/defaults_protocol.json`; the old `defaults.json`
 (chosen on test, jax, 3 seeds) is kept as it was.
 """
@@ -346,26 +350,82 @@ def run_cell(task: str, size: int, seed: int, plan: dict, ckpt: str) -> list[dic
     return rows
 
 
-def run_cells(plan: dict, ckpt: str, workers: int, log) -> list[dict]:
-    """Every (task, size, seed) cell, in-process or in `workers` processes."""
+ROWS_FILE = "rows.jsonl"
+PLAN_FILE = "plan.json"
+
+
+def open_checkpoints(ckpt: str, plan: dict, resume: bool) -> list[dict]:
+    """The rows an earlier run of the same plan saved in `ckpt`, if resuming.
+
+    Every finished (task, size, seed) cell appends its rows to
+    `ckpt/rows.jsonl`, so a run stopped part-way (or split over several
+    sessions) goes on with `--resume` where it stopped. A folder that holds
+    another plan, or a run started without `--resume`, is refused: nothing
+    in it is overwritten.
+    """
+    folder = Path(ckpt)
+    plan_file, rows_file = folder / PLAN_FILE, folder / ROWS_FILE
+    if plan_file.exists():
+        stored, ours = json.loads(plan_file.read_text()), json.loads(json.dumps(plan))
+        if stored != ours:
+            differ = sorted(k for k in {*stored, *ours} if stored.get(k) != ours.get(k))
+            raise SystemExit(
+                f"--checkpoints {ckpt} holds a run of another plan (differs in "
+                f"{differ}). Fix: the same arguments as that run, or an empty folder."
+            )  # fmt: skip
+        if not resume:
+            raise SystemExit(
+                f"--checkpoints {ckpt} already holds a run of this plan. Fix: "
+                "--resume to go on with it, or an empty folder."
+            )
+    elif resume and rows_file.exists():
+        raise SystemExit(f"--checkpoints {ckpt} has rows but no {PLAN_FILE}.")
+    folder.mkdir(parents=True, exist_ok=True)
+    plan_file.write_text(json.dumps(plan))
+    if not rows_file.exists():
+        return []
+    return [json.loads(line) for line in rows_file.read_text().splitlines() if line]
+
+
+def _save_cell(ckpt: str, rows: list[dict], commit: str | None) -> None:
+    with open(Path(ckpt) / ROWS_FILE, "a") as f:
+        for row in rows:
+            row["commit"] = commit
+            f.write(json.dumps(row) + "\n")
+
+
+def run_cells(
+    plan: dict, ckpt: str, workers: int, log, done: list[dict] = (),
+    commit: str | None = None,
+) -> list[dict]:  # fmt: skip
+    """Every (task, size, seed) cell not in `done`, in-process or in `workers`.
+
+    Each finished cell's rows are appended to `ckpt/rows.jsonl` (with the
+    `commit` that ran them, `provenance()["describe"]`) before the next starts.
+    """
+    finished = {(r["task"], r["size"], r["seed"]) for r in done}
     cells = [
         (task, size, seed)
         for task in plan["tasks"]
         for size in plan["sizes"][task]
         for seed in plan["seeds"]
+        if (task, size, seed) not in finished
     ]
-    rows: list[dict] = []
+    rows: list[dict] = list(done)
+    if done:
+        log(f"resuming: {len(finished)} cells done, {len(cells)} to run")
     start = time.perf_counter()
     if workers <= 1:
         for task, size, seed in cells:
-            rows += run_cell(task, size, seed, plan, ckpt)
+            new = run_cell(task, size, seed, plan, ckpt)
+            _save_cell(ckpt, new, commit)
+            rows += new
             log(f"done {task} {size}/class seed {seed} "
                 f"({time.perf_counter() - start:.0f} s)")  # fmt: skip
         return rows
     for task in plan["tasks"]:
         _source(task)  # trained and cached once here, not raced by the workers
-    plan_file = Path(ckpt) / "plan.json"
-    plan_file.write_text(json.dumps(plan))
+    plan_file = Path(ckpt) / PLAN_FILE
     env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")
     procs, pending = [], list(cells)
     while pending or procs:
@@ -383,7 +443,9 @@ def run_cells(plan: dict, ckpt: str, workers: int, log) -> list[dict]:
             if proc.returncode:
                 print(out[-2000:])
                 raise SystemExit(f"worker failed: {proc.args}")
-            rows += json.loads(out.split("ROWS ", 1)[1])
+            new = json.loads(out.split("ROWS ", 1)[1])
+            _save_cell(ckpt, new, commit)
+            rows += new
             log(f"done {proc.args[3]} {proc.args[4]}/class seed {proc.args[5]} "
                 f"({time.perf_counter() - start:.0f} s)")  # fmt: skip
     return rows
@@ -748,6 +810,16 @@ def _parser() -> argparse.ArgumentParser:
         help="folder for best-validation weights "
         "(default: a temporary folder, deleted at the end)",
     )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with the run of the same plan saved in --checkpoints",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite an existing --out / --markdown file",
+    )
     p.add_argument("--cell", nargs=3, help=argparse.SUPPRESS)
     p.add_argument("--plan-file", help=argparse.SUPPRESS)
     return p  # fmt: skip
@@ -787,6 +859,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(plan['seeds'])} seeds; sizes clipped: {clipped}"
         )
         return 0
+    out = Path(args.out or DEFAULT_OUT)
+    for path in (out, Path(args.markdown) if args.markdown else None):
+        if path is not None and path.exists() and not args.force:
+            raise SystemExit(
+                f"{path} exists and would be overwritten at the end of the run. "
+                "Fix: another --out / --markdown, or --force to replace it."
+            )
+    if args.resume and not args.checkpoints:
+        raise SystemExit(
+            "--resume needs --checkpoints FOLDER: the folder of the run to go on with."
+        )
     start = time.perf_counter()
     record = provenance(
         {k: plan[k] for k in ("tasks", "sizes", "seeds", "val_per_class", "grids",
@@ -799,9 +882,9 @@ def main(argv: list[str] | None = None) -> int:
         f"sizes {plan['sizes']}, {len(plan['seeds'])} seeds, budget "
         f"{plan['tuning_budget']} configurations per arm")  # fmt: skip
     ckpt = args.checkpoints or tempfile.mkdtemp(prefix="choose-defaults-")
-    Path(ckpt).mkdir(parents=True, exist_ok=True)
+    done = open_checkpoints(ckpt, plan, args.resume)
     try:
-        rows = run_cells(plan, ckpt, args.workers, log)
+        rows = run_cells(plan, ckpt, args.workers, log, done, record["describe"])
         pooled = pooled_choice(rows, plan)
         reader = TestReader(plan, ckpt)
         cells = []
@@ -823,6 +906,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(seconds, 1),
         "workers": args.workers,
         "provenance": record,
+        "cells_run_at": sorted({str(r.get("commit")) for r in rows}),
         "plan": plan,
         "arms": {
             arm: {
@@ -840,7 +924,6 @@ def main(argv: list[str] | None = None) -> int:
         "cells": cells,
         "runs": rows,
     }
-    out = Path(args.out or DEFAULT_OUT)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     if args.markdown:

@@ -191,3 +191,65 @@ def test_estimate_scales_with_seeds_and_counts_every_cell(monkeypatch):
     assert [c["size"] for c in one["cells"]] == [5]
     assert one["seconds"] > 27 * 5  # 27 runs a seed, at least 1 s each
     assert two["seconds"] == pytest.approx(2 * one["seconds"], abs=1)
+
+
+def _quick(script, out, *extra):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SeedWarning)
+        return script.main(["--quick", "--out", str(out), *extra])
+
+
+def test_a_stopped_run_resumes_from_its_saved_cells(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("TLRECIPES_OFFLINE", "1")
+    script = _load_script()
+    ckpt = tmp_path / "ckpt"
+    assert _quick(script, tmp_path / "first.json", "--checkpoints", str(ckpt)) == 0
+    first = json.loads((tmp_path / "first.json").read_text())
+    saved = (ckpt / "rows.jsonl").read_text().splitlines()
+    assert len(saved) == len(first["runs"])
+    # Stop it after its first cell: keep seed 0's rows only.
+    seed0 = [line for line in saved if json.loads(line)["seed"] == 0]
+    assert 0 < len(seed0) < len(saved)
+    (ckpt / "rows.jsonl").write_text("\n".join(seed0) + "\n")
+    capsys.readouterr()
+
+    with pytest.raises(SystemExit, match="--resume"):
+        _quick(script, tmp_path / "again.json", "--checkpoints", str(ckpt))
+    assert _quick(
+        script, tmp_path / "again.json", "--checkpoints", str(ckpt), "--resume"
+    ) == 0  # fmt: skip
+    assert "resuming: 1 cells done, 1 to run" in capsys.readouterr().out
+    again = json.loads((tmp_path / "again.json").read_text())
+    kept = {(r["arm"], r["config"]): r["val_accuracy"] for r in map(json.loads, seed0)}
+    resumed = [r for r in again["runs"] if r["seed"] == 0]
+    assert {(r["arm"], r["config"]): r["val_accuracy"] for r in resumed} == kept
+    assert len(again["runs"]) == len(first["runs"])
+    assert again["cells_run_at"] == [first["provenance"]["describe"]]
+    assert len((ckpt / "rows.jsonl").read_text().splitlines()) == len(saved)
+
+
+def test_checkpoints_of_another_plan_are_refused(monkeypatch, tmp_path):
+    monkeypatch.setenv("TLRECIPES_OFFLINE", "1")
+    script = _load_script()
+    args = script._parser().parse_args(["--quick"])
+    plan = script.make_plan(args, "CPU: test")
+    assert script.open_checkpoints(str(tmp_path), plan, resume=False) == []
+    other = dict(plan, val_per_class=plan["val_per_class"] + 1)
+    with pytest.raises(SystemExit, match=r"another plan .*'val_per_class'"):
+        script.open_checkpoints(str(tmp_path), other, resume=True)
+    assert json.loads((tmp_path / "plan.json").read_text()) == json.loads(
+        json.dumps(plan)
+    )
+
+
+def test_existing_results_are_not_overwritten_without_force(monkeypatch, tmp_path):
+    monkeypatch.setenv("TLRECIPES_OFFLINE", "1")
+    script = _load_script()
+    out = tmp_path / "r.json"
+    out.write_text("a user's result")
+    with pytest.raises(SystemExit, match="--force"):
+        script.main(["--quick", "--out", str(out)])
+    with pytest.raises(SystemExit, match="--checkpoints"):
+        script.main(["--quick", "--out", str(tmp_path / "new.json"), "--resume"])
+    assert out.read_text() == "a user's result"
+    assert not (tmp_path / "new.json").exists()
