@@ -148,6 +148,17 @@ def test_provenance_and_markdown(quick_run):
     text = (out / "table.md").read_text()
     assert "QUICK smoke run" in text and "README call (defaults)" in text
     assert text.count("| readme |") == len(result["cells"]) * 5
+    # The candidate is compared with the tuned scratch twin on the stored scores.
+    assert text.count("| defaults candidate | scratch twin, tuned |") == len(
+        result["cells"]
+    )
+    for cell in result["cells"]:
+        vs_scratch, _ = script.candidate_comparisons(cell)
+        seeds = cell["test"]["scratch_tuned"]
+        diffs = [
+            cell["test"]["defaults_candidate"][s] - seeds[s] for s in sorted(seeds)
+        ]
+        assert vs_scratch.mean == pytest.approx(sum(diffs) / len(diffs))
     # The table renders again from the JSON alone.
     again = out / "again.md"
     assert (
