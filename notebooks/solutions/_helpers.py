@@ -85,19 +85,9 @@ def budget(quick: bool | None = None) -> Budget:
     return Budget([0, 1, 2, 3, 4], 300, 10, 10, None, False)
 
 
-def get_source(task_name: str, quick: bool = False) -> Any:
-    """The shipped or cached source model of `task_name`; trained once if none.
-
-    Quick mode trains a one-epoch source when nothing is stored.
-    """
-    try:
-        return lab.load_source_model(task_name)
-    except FileNotFoundError:
-        config = lab.SourceConfig(epochs=1) if quick else lab.SourceConfig()
-        try:
-            return lab.load_source_model(task_name, config)
-        except FileNotFoundError:
-            return lab.train_source_model(task_name, config)
+#: The shipped or cached source model of a task, trained once if none (a quick
+#: run may train a one-epoch source): the notebooks' `lab.get_source`.
+get_source = lab.get_source
 
 
 def target_arrays(task_name: str, test_per_class: int | None) -> tuple:
