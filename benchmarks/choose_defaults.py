@@ -672,6 +672,13 @@ def render_markdown(result: dict[str, Any]) -> str:
             cells.append(f"{s['mean']:.3f} +- {s['std']:.3f}"
                          + (f" ({cid})" if tuned else ""))  # fmt: skip
         lines.append(f"| {cell['task']} | {cell['size']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "The README's table (`readme_table`; differences in points, 95% "
+        "intervals, Bonferroni-corrected):",
+        "",
+        readme_table(result),
+    ]
     lines += ["", "README call against each (readme - other):", ""]
     for cell in result["cells"]:
         comps = [
@@ -691,6 +698,41 @@ def render_markdown(result: dict[str, Any]) -> str:
     for cell in result["cells"]:
         lines += [f"**{cell['task']}, {cell['size']} per class**", "",
                   summary_table(candidate_comparisons(cell)), ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _gain(c: Any) -> str:
+    """`+1.2 (-0.3 to +2.7), tie`: a comparison in accuracy points."""
+    get = c.get if isinstance(c, dict) else lambda k: getattr(c, k)
+    return (f"{get('mean') * 100:+.1f} ({get('low') * 100:+.1f} to "
+            f"{get('high') * 100:+.1f}), {get('verdict')}")  # fmt: skip
+
+
+def readme_table(result: dict[str, Any]) -> str:
+    """The README's defaults table: the README call and the candidate vs the rest.
+
+    Per (task, size): test accuracy of the README call, its difference from the
+    tuned scratch twin and from the Keras guide as written (Bonferroni over the
+    cell's 5 comparisons), and the defaults candidate against the tuned scratch
+    twin (Bonferroni x2). `tests/test_readme_defaults.py` checks that README.md
+    holds this table as generated from the committed result.
+    """
+    pooled = result["defaults_candidate"]["config"]
+    lines = [
+        f"| task | images/class | README call ({_readme_id(result['plan'])}), test "
+        "| README call - scratch twin, tuned | README call - Keras guide as written "
+        f"| candidate ({pooled}) - scratch twin, tuned |",
+        "|---|---:|---|---|---|---|",
+    ]
+    for cell in result["cells"]:
+        by_name = {c["name_b"]: c for c in cell["comparisons"]}
+        s = cell["test_summary"]["readme"]
+        lines.append(
+            f"| {cell['task']} | {cell['size']} | {s['mean']:.3f} +- {s['std']:.3f} "
+            f"| {_gain(by_name['scratch_tuned'])} "
+            f"| {_gain(by_name['keras_guide_as_written'])} "
+            f"| {_gain(candidate_comparisons(cell)[0])} |"
+        )
     return "\n".join(lines)
 
 

@@ -148,6 +148,8 @@ def test_provenance_and_markdown(quick_run):
     text = (out / "table.md").read_text()
     assert "QUICK smoke run" in text and "README call (defaults)" in text
     assert text.count("| readme |") == len(result["cells"]) * 5
+    table = script.readme_table(result)
+    assert table in text and len(table.splitlines()) == 2 + len(result["cells"])
     # The candidate is compared with the tuned scratch twin on the stored scores.
     assert text.count("| defaults candidate | scratch twin, tuned |") == len(
         result["cells"]
