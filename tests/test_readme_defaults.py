@@ -1,0 +1,38 @@
+"""README's defaults table and docs/defaults_evidence.md come from the committed run.
+
+`benchmarks/choose_defaults.py` writes `benchmarks/results/defaults_protocol.json`;
+the README's table is its `readme_table`, the evidence page its
+`render_markdown`, number for number.
+"""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULT = ROOT / "benchmarks/results/defaults_protocol.json"
+
+
+def _script():
+    path = ROOT / "benchmarks" / "choose_defaults.py"
+    spec = importlib.util.spec_from_file_location("choose_defaults_readme", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_defaults_table_is_the_committed_runs():
+    result = json.loads(RESULT.read_text())
+    assert not result["quick"] and not result["provenance"]["dirty"]
+    table = _script().readme_table(result)
+    assert table in (ROOT / "README.md").read_text()
+    assert len(table.splitlines()) == 2 + len(result["cells"])
+
+
+def test_evidence_page_renders_from_the_committed_run():
+    result = json.loads(RESULT.read_text())
+    page = (ROOT / "docs/defaults_evidence.md").read_text()
+    assert _script().render_markdown(result) in page
+    assert result["provenance"]["describe"] in page
