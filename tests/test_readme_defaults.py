@@ -36,3 +36,11 @@ def test_evidence_page_renders_from_the_committed_run():
     page = (ROOT / "docs/defaults_evidence.md").read_text()
     assert _script().render_markdown(result) in page
     assert result["provenance"]["describe"] in page
+
+
+def test_defaults_page_is_dated_and_names_the_committed_run():
+    page = (ROOT / "docs/defaults.md").read_text()
+    result = json.loads(RESULT.read_text())
+    assert "*Page dated 20" in page and "(defaults_evidence.md)" in page
+    assert _script().readme_table(result) in page
+    assert result["provenance"]["describe"] in page
