@@ -9,14 +9,13 @@ results carry provenance.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
 
+from tests.script_helpers import load_script
 from tlrecipes.lab import evaluation
 from tlrecipes.lab.comparison import SeedWarning
 
@@ -25,12 +24,7 @@ pytestmark = pytest.mark.slow
 
 
 def _load_script():
-    path = ROOT / "benchmarks" / "compare_finetune_controls.py"
-    spec = importlib.util.spec_from_file_location("compare_finetune_controls", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/compare_finetune_controls.py")
 
 
 @pytest.fixture(scope="module")

@@ -5,22 +5,17 @@ the README's table is its `readme_table`, the evidence page its
 `render_markdown`, number for number.
 """
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
+
+from tests.script_helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks/results/defaults_protocol.json"
 
 
 def _script():
-    path = ROOT / "benchmarks" / "choose_defaults.py"
-    spec = importlib.util.spec_from_file_location("choose_defaults_readme", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/choose_defaults.py", "choose_defaults_readme")
 
 
 def test_readme_defaults_table_is_the_committed_runs():

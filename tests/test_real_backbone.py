@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import warnings
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests.script_helpers import load_script
 from tlrecipes.applications import application
 from tlrecipes.lab.comparison import SeedWarning
 from tlrecipes.lab.imagesplits import ImageSplits
@@ -230,12 +229,7 @@ def test_scratch_twin_trains_every_layer_and_keeps_its_best_epoch():
 
 
 def _load_report_script():
-    path = ROOT / "benchmarks" / "real_backbone_report.py"
-    spec = importlib.util.spec_from_file_location("real_backbone_report", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/real_backbone_report.py")
 
 
 def test_quick_report_writes_markdown_and_json_with_provenance(tmp_path, monkeypatch):
