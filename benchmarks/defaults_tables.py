@@ -108,11 +108,10 @@ def render_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _gain(c: Any) -> str:
-    """`+1.2 (-0.3 to +2.7), tie`: a comparison in accuracy points."""
-    get = c.get if isinstance(c, dict) else lambda k: getattr(c, k)
-    return (f"{get('mean') * 100:+.1f} ({get('low') * 100:+.1f} to "
-            f"{get('high') * 100:+.1f}), {get('verdict')}")  # fmt: skip
+def _gain(c: dict[str, Any]) -> str:
+    """`+1.2 (-0.3 to +2.7), tie`: a stored comparison in accuracy points."""
+    return (f"{c['mean'] * 100:+.1f} ({c['low'] * 100:+.1f} to "
+            f"{c['high'] * 100:+.1f}), {c['verdict']}")  # fmt: skip
 
 
 def readme_table(result: dict[str, Any]) -> str:
@@ -138,7 +137,7 @@ def readme_table(result: dict[str, Any]) -> str:
             f"| {cell['task']} | {cell['size']} | {s['mean']:.3f} +- {s['std']:.3f} "
             f"| {_gain(by_name['scratch_tuned'])} "
             f"| {_gain(by_name['keras_guide_as_written'])} "
-            f"| {_gain(candidate_comparisons(cell)[0])} |"
+            f"| {_gain(candidate_comparisons(cell)[0].to_dict())} |"
         )
     return "\n".join(lines)
 
