@@ -44,7 +44,11 @@ A full run refuses a dirty git tree (`--allow-dirty` records it instead) and
 fewer seeds than `min_seeds` for its device. Each finished (task, size, seed)
 cell is saved in `--checkpoints` as it ends, so a long run can be split over
 sessions: run again with the same arguments and `--resume` (the result records
-the commit of every cell, `cells_run_at`). An existing `--out` or `--markdown`
+the commit of every cell, `cells_run_at`). A plan grown by a task or a size
+takes the cells an earlier folder finished with `--reuse-cells FOLDER` (same
+per-cell settings, checked), and `--test-scores-from RESULT` carries the test
+scores that result read of the same final models, so no model's test split is
+read twice (`defaults_checkpoints.py`). An existing `--out` or `--markdown`
 file is never replaced without `--force`. Results go to
 `benchmarks/results/defaults_protocol.json`; the old `defaults.json`
 (chosen on test, jax, 3 seeds) is kept as it was.
@@ -70,6 +74,17 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # the tables module beside this script
     sys.path.insert(0, str(HERE))
 
+from defaults_checkpoints import (  # noqa: E402
+    PLAN_FILE,
+    carry_test_scores,
+    checkpoint_path,
+    load_test_scores,
+    open_checkpoints,
+    reuse_cells,
+    save_cell,
+    save_test_score,
+    stored_test_score,
+)
 from defaults_tables import (  # noqa: E402
     NAMES,
     candidate_comparisons,
@@ -78,7 +93,10 @@ from defaults_tables import (  # noqa: E402
     render_markdown,
 )
 
-__all__ = ["NAMES", "candidate_comparisons", "readme_table", "render_markdown"]
+__all__ = [
+    "NAMES", "candidate_comparisons", "open_checkpoints", "readme_table",
+    "render_markdown", "reuse_cells",
+]  # fmt: skip
 
 HEAD_LRS = (1e-3, 3e-3, 1e-2)
 FINE_TUNE_LRS = (1e-5, 1e-4, 1e-3)
@@ -303,10 +321,6 @@ def _train(arm, model, rates, x, y, epochs, plan, curve, quick) -> None:
         model.fit(x, y, epochs=epochs["total"], **fit)
 
 
-def checkpoint_path(root: str, task: str, size: int, seed: int, arm: str, cid: str):
-    return Path(root) / task / str(size) / str(seed) / f"{arm}-{cid}.npz"
-
-
 def run_cell(task: str, size: int, seed: int, plan: dict, ckpt: str) -> list[dict]:
     """Trains every configuration of every arm; saves best-validation weights.
 
@@ -357,52 +371,8 @@ def run_cell(task: str, size: int, seed: int, plan: dict, ckpt: str) -> list[dic
     return rows
 
 
-ROWS_FILE = "rows.jsonl"
-PLAN_FILE = "plan.json"
-
-
-def open_checkpoints(ckpt: str, plan: dict, resume: bool) -> list[dict]:
-    """The rows an earlier run of the same plan saved in `ckpt`, if resuming.
-
-    Every finished (task, size, seed) cell appends its rows to
-    `ckpt/rows.jsonl`, so a run stopped part-way (or split over several
-    sessions) goes on with `--resume` where it stopped. A folder that holds
-    another plan, or a run started without `--resume`, is refused: nothing
-    in it is overwritten.
-    """
-    folder = Path(ckpt)
-    plan_file, rows_file = folder / PLAN_FILE, folder / ROWS_FILE
-    if plan_file.exists():
-        stored, ours = json.loads(plan_file.read_text()), json.loads(json.dumps(plan))
-        if stored != ours:
-            differ = sorted(k for k in {*stored, *ours} if stored.get(k) != ours.get(k))
-            raise SystemExit(
-                f"--checkpoints {ckpt} holds a run of another plan (differs in "
-                f"{differ}). Fix: the same arguments as that run, or an empty folder."
-            )  # fmt: skip
-        if not resume:
-            raise SystemExit(
-                f"--checkpoints {ckpt} already holds a run of this plan. Fix: "
-                "--resume to go on with it, or an empty folder."
-            )
-    elif resume and rows_file.exists():
-        raise SystemExit(f"--checkpoints {ckpt} has rows but no {PLAN_FILE}.")
-    folder.mkdir(parents=True, exist_ok=True)
-    plan_file.write_text(json.dumps(plan))
-    if not rows_file.exists():
-        return []
-    return [json.loads(line) for line in rows_file.read_text().splitlines() if line]
-
-
-def _save_cell(ckpt: str, rows: list[dict], commit: str | None) -> None:
-    with open(Path(ckpt) / ROWS_FILE, "a") as f:
-        for row in rows:
-            row["commit"] = commit
-            f.write(json.dumps(row) + "\n")
-
-
 def run_cells(
-    plan: dict, ckpt: str, workers: int, log, done: list[dict] = (),
+    plan: dict, ckpt: str, workers: int, log, done: list[dict] | None = None,
     commit: str | None = None,
 ) -> list[dict]:  # fmt: skip
     """Every (task, size, seed) cell not in `done`, in-process or in `workers`.
@@ -410,7 +380,7 @@ def run_cells(
     Each finished cell's rows are appended to `ckpt/rows.jsonl` (with the
     `commit` that ran them, `provenance()["describe"]`) before the next starts.
     """
-    finished = {(r["task"], r["size"], r["seed"]) for r in done}
+    finished = {(r["task"], r["size"], r["seed"]) for r in done or []}
     cells = [
         (task, size, seed)
         for task in plan["tasks"]
@@ -418,14 +388,14 @@ def run_cells(
         for seed in plan["seeds"]
         if (task, size, seed) not in finished
     ]
-    rows: list[dict] = list(done)
+    rows: list[dict] = list(done or [])
     if done:
         log(f"resuming: {len(finished)} cells done, {len(cells)} to run")
     start = time.perf_counter()
     if workers <= 1:
         for task, size, seed in cells:
             new = run_cell(task, size, seed, plan, ckpt)
-            _save_cell(ckpt, new, commit)
+            save_cell(ckpt, new, commit)
             rows += new
             log(f"done {task} {size}/class seed {seed} "
                 f"({time.perf_counter() - start:.0f} s)")  # fmt: skip
@@ -451,7 +421,7 @@ def run_cells(
                 print(out[-2000:])
                 raise SystemExit(f"worker failed: {proc.args}")
             new = json.loads(out.split("ROWS ", 1)[1])
-            _save_cell(ckpt, new, commit)
+            save_cell(ckpt, new, commit)
             rows += new
             log(f"done {proc.args[3]} {proc.args[4]}/class seed {proc.args[5]} "
                 f"({time.perf_counter() - start:.0f} s)")  # fmt: skip
@@ -466,17 +436,28 @@ class TestReader:
     """Reads the test split of a final model once, and counts every read.
 
     A second request for the same run returns the stored score without reading
-    test again; `reads` counts the actual reads (one per final model).
+    test again; `reads` counts the actual reads (one per final model). Every
+    read is saved in the checkpoints folder: a score read there earlier (by a
+    stopped run, or carried from an earlier result) of the same saved weights
+    is used instead of a new read, and counted in `carried`.
     """
 
-    def __init__(self, plan: dict, ckpt: str):
-        self.plan, self.ckpt = plan, ckpt
-        self.reads = 0
+    def __init__(self, plan: dict, ckpt: str, commit: str | None = None):
+        self.plan, self.ckpt, self.commit = plan, ckpt, commit
+        self.reads = self.carried = 0
+        self._scores = load_test_scores(ckpt)
         self._sources: dict[str, Any] = {}
         self._tests: dict[str, Any] = {}
 
     def __call__(self, row: dict) -> float:
         if row["test_reads"]:
+            return row["test_accuracy"]
+        stored = stored_test_score(self.ckpt, self._scores, row)
+        if stored is not None:
+            for key in ("test_accuracy", "n_test"):
+                row[key] = stored[key]
+            row["test_reads"], row["test_read_in"] = 1, stored["read_in"]
+            self.carried += 1
             return row["test_accuracy"]
         import keras
         import numpy as np
@@ -501,8 +482,9 @@ class TestReader:
             model.set_weights([stored[f"arr_{i}"] for i in range(len(stored.files))])
         row["test_accuracy"] = accuracy_of(model, data.x_test, data.y_test)
         row["test_reads"] += 1
-        row["n_test"] = len(data.x_test)
+        row["n_test"], row["test_read_in"] = len(data.x_test), self.commit
         self.reads += 1
+        save_test_score(self.ckpt, row, self.commit)
         return row["test_accuracy"]
 
 
@@ -750,6 +732,19 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="overwrite an existing --out / --markdown file",
     )
+    p.add_argument(
+        "--reuse-cells",
+        nargs="+",
+        metavar="FOLDER",
+        help="copy the finished cells of these --checkpoints folders (same "
+        "per-cell settings) instead of training them again",
+    )
+    p.add_argument(
+        "--test-scores-from",
+        metavar="RESULT",
+        help="carry the test scores this earlier result read of the same final "
+        "models instead of reading test again",
+    )
     p.add_argument("--cell", nargs=3, help=argparse.SUPPRESS)
     p.add_argument("--plan-file", help=argparse.SUPPRESS)
     return p  # fmt: skip
@@ -813,10 +808,21 @@ def main(argv: list[str] | None = None) -> int:
         f"{plan['tuning_budget']} configurations per arm")  # fmt: skip
     ckpt = args.checkpoints or tempfile.mkdtemp(prefix="choose-defaults-")
     done = open_checkpoints(ckpt, plan, args.resume)
+    reused = {"cells_from": args.reuse_cells or [], "runs": 0,
+              "test_scores_from": args.test_scores_from, "test_scores": 0}  # fmt: skip
     try:
+        for folder in args.reuse_cells or []:
+            new = reuse_cells(folder, ckpt, plan, done)
+            reused["runs"] += len(new)
+            done += new
+            log(f"reused {len(new)} runs from {folder}")
+        if args.test_scores_from:
+            reused["test_scores"] = carry_test_scores(
+                args.test_scores_from, ckpt, plan, done
+            )
         rows = run_cells(plan, ckpt, args.workers, log, done, record["describe"])
         pooled = pooled_choice(rows, plan)
-        reader = TestReader(plan, ckpt)
+        reader = TestReader(plan, ckpt, record["describe"])
         cells = []
         for task in plan["tasks"]:
             for size in plan["sizes"][task]:
@@ -846,8 +852,10 @@ def main(argv: list[str] | None = None) -> int:
             for arm, grid in plan["grids"].items()
         },  # fmt: skip
         "defaults_candidate": pooled,
+        "reused": reused,
         "test_reads": {
             "reads": reader.reads,
+            "carried": reader.carried,
             "final_models": sum(r["test_reads"] for r in rows),
             "runs": len(rows),
         },

@@ -5,6 +5,8 @@ test: equal tuning budgets, choices made on validation and carrying their
 validation score, test read exactly once per final model (counted here by
 wrapping `accuracy_of`, independently of the script's own counter),
 comparisons with intervals and verdicts, provenance, and the Markdown table.
+The checkpoints tests (resume, reuse of another run's cells, carried test
+scores) check that a run split over sessions trains and reads nothing twice.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ def quick_run(tmp_path_factory):
             warnings.simplefilter("ignore", SeedWarning)
             code = script.main(
                 ["--quick", "--out", str(out / "r.json"),
-                 "--markdown", str(out / "table.md")]
+                 "--markdown", str(out / "table.md"),
+                 "--checkpoints", str(out / "ckpt")]
             )  # fmt: skip
     finally:
         mp.undo()
@@ -260,3 +263,84 @@ def test_existing_results_are_not_overwritten_without_force(monkeypatch, tmp_pat
         script.main(["--quick", "--out", str(tmp_path / "new.json"), "--resume"])
     assert out.read_text() == "a user's result"
     assert not (tmp_path / "new.json").exists()
+
+
+def test_a_grown_plan_reuses_finished_cells_and_their_test_reads(
+    quick_run, monkeypatch, tmp_path, capsys
+):
+    script, first, _, out = quick_run
+    monkeypatch.setenv("TLRECIPES_OFFLINE", "1")
+    source = out / "ckpt"
+    before = {p: p.read_bytes() for p in source.rglob("*") if p.is_file()}
+    size = first["plan"]["sizes"]["fashion_a_to_b"][0]
+    grown = tmp_path / "grown.json"
+    args = ["--sizes", str(size), str(size + 5), "--checkpoints", str(tmp_path / "g")]
+    assert _quick(script, grown, *args, "--reuse-cells", str(source)) == 0
+    assert f"reused {len(first['runs'])} runs" in capsys.readouterr().out
+    result = json.loads(grown.read_text())
+    assert result["reused"]["runs"] == len(first["runs"])
+    key = ("task", "size", "seed", "arm", "config")
+    old = {tuple(r[k] for k in key): r for r in first["runs"]}
+    new = {tuple(r[k] for k in key): r for r in result["runs"]}
+    for k, run in old.items():  # the same runs, not trained again
+        assert new[k]["val_accuracy"] == run["val_accuracy"]
+        assert new[k]["seconds"] == run["seconds"]
+    read_before = {k for k, r in old.items() if r["test_reads"]}
+    read_now = {k for k, r in new.items() if r["test_reads"]}
+    carried = read_now & read_before
+    assert carried, "the reused cells' final models were read before"
+    for k in carried:  # not read again: the earlier score, and where it was read
+        assert new[k]["test_accuracy"] == old[k]["test_accuracy"]
+        assert new[k]["test_read_in"] == first["provenance"]["describe"]
+    assert result["test_reads"]["carried"] == len(carried)
+    assert result["test_reads"]["reads"] == len(read_now - read_before)
+    assert {k[1] for k in read_now - read_before} >= {size + 5}
+    # The source folder is read, never changed.
+    assert {p: p.read_bytes() for p in source.rglob("*") if p.is_file()} == before
+
+
+def _plan(script, *argv):
+    return script.make_plan(script._parser().parse_args(["--quick", *argv]), "CPU")
+
+
+def test_reuse_refuses_cells_measured_another_way(monkeypatch, tmp_path):
+    monkeypatch.setenv("TLRECIPES_OFFLINE", "1")
+    script = _load_script()
+    plan = _plan(script)
+    other = tmp_path / "other"
+    script.open_checkpoints(str(other), _plan(script, "--val-per-class", "7"), False)
+    with pytest.raises(SystemExit, match=r"another way .*'val_per_class'"):
+        script.reuse_cells(str(other), str(tmp_path / "ckpt"), plan, [])
+    with pytest.raises(SystemExit, match="not the --checkpoints folder"):
+        script.reuse_cells(str(tmp_path), str(tmp_path / "ckpt"), plan, [])
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_test_scores_carried_from_a_result_belong_to_the_same_weights(
+    quick_run, tmp_path
+):
+    script, first, _, out = quick_run
+    plan = first["plan"]
+    ckpt = str(tmp_path / "ckpt")
+    script.open_checkpoints(ckpt, plan, resume=False)
+    rows = script.reuse_cells(str(out / "ckpt"), ckpt, plan, [])
+    (tmp_path / "ckpt" / "test_scores.jsonl").unlink()  # as if never read here
+    read = [r for r in first["runs"] if r["test_reads"]]
+    assert script.carry_test_scores(str(out / "r.json"), ckpt, plan, rows) == len(read)
+    reader = script.TestReader(plan, ckpt, "now")
+    row = next(r for r in rows if (r["arm"], r["config"], r["seed"]) == (
+        read[0]["arm"], read[0]["config"], read[0]["seed"]))  # fmt: skip
+    assert reader(dict(row)) == read[0]["test_accuracy"]
+    assert (reader.reads, reader.carried) == (0, 1)
+    # Trained again since (other weights): the old score no longer applies.
+    weights = script.checkpoint_path(ckpt, *(row[k] for k in (
+        "task", "size", "seed", "arm", "config")))  # fmt: skip
+    weights.write_bytes(weights.read_bytes() + b"retrained")
+    assert script.stored_test_score(ckpt, script.load_test_scores(ckpt), row) is None
+    # A result whose run scored otherwise on validation is another model.
+    changed = json.loads((out / "r.json").read_text())
+    changed["runs"][0] |= {"val_accuracy": -1.0, "test_reads": 1}
+    (tmp_path / "changed.json").write_text(json.dumps(changed))
+    (tmp_path / "ckpt" / "test_scores.jsonl").unlink()
+    with pytest.raises(SystemExit, match="not the same model"):
+        script.carry_test_scores(str(tmp_path / "changed.json"), ckpt, plan, rows)
