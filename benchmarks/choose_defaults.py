@@ -205,6 +205,9 @@ def make_plan(args: argparse.Namespace, device: str) -> dict[str, Any]:
             f"needs on {device!r}. Fix: --seeds {min_seeds(device)} or more "
             "(--quick for a smoke run)."
         )
+    floor = {}
+    if args.min_fine_tune_steps:  # only when set: older plans stay resumable
+        floor = {"min_fine_tune_steps": int(args.min_fine_tune_steps)}
     grids = _grids(quick)
     budget = {len(g) for g in grids.values()}
     assert len(budget) == 1, f"unequal tuning budgets: {grids}"
@@ -224,6 +227,7 @@ def make_plan(args: argparse.Namespace, device: str) -> dict[str, Any]:
         "val_per_class": val,
         "batch_size": BATCH_SIZE,
         "fine_tune_epochs": QUICK["fine_tune_epochs"] if quick else FINE_TUNE_EPOCHS,
+        **floor,
         "min_head_steps": QUICK["min_head_steps"]
         if quick
         else MIN_HEAD_STEPS,  # "auto"
@@ -255,6 +259,8 @@ def _epochs(plan: dict[str, Any], arm: str, n_train: int) -> dict[str, int]:
         head, fine = plan["guide_epochs"]
         return {"head": head, "fine_tune": fine, "total": head + fine, "spe": spe}
     fine = plan["fine_tune_epochs"]
+    if plan.get("min_fine_tune_steps"):  # the phase-2 floor under test
+        fine = max(fine, math.ceil(plan["min_fine_tune_steps"] / spe))
     if arm == "scratch":
         return {"head": 0, "fine_tune": 0, "total": head + fine, "spe": spe}
     return {"head": head, "fine_tune": fine, "total": head + fine, "spe": spe}
@@ -708,6 +714,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", nargs="+", type=int)
     p.add_argument("--seeds", type=int, help="default: min_seeds(device)")
     p.add_argument("--val-per-class", type=int)
+    p.add_argument(
+        "--min-fine-tune-steps",
+        type=int,
+        metavar="N",
+        help="a rule under test: phase 2 runs at least N steps (more epochs than "
+        "the README call's 10 where those are fewer steps); the scratch twin "
+        "gets the same total",
+    )
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--out", default=None, help=f"result JSON (default {DEFAULT_OUT})")
     p.add_argument("--markdown", help="also write the evidence table here")
@@ -797,9 +811,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     start = time.perf_counter()
     record = provenance(
-        {k: plan[k] for k in ("tasks", "sizes", "seeds", "val_per_class", "grids",
-                              "fine_tune_epochs", "guide_epochs", "curve_points",
-                              "quick", "clipped")},
+        {k: plan.get(k) for k in ("tasks", "sizes", "seeds", "val_per_class",
+                                  "grids", "fine_tune_epochs", "min_fine_tune_steps",
+                                  "guide_epochs", "curve_points", "quick", "clipped")},
         allow_dirty=args.allow_dirty or plan["quick"],
     )  # fmt: skip
     log = print

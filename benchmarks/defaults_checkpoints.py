@@ -30,7 +30,8 @@ SCORES_FILE = "test_scores.jsonl"
 #: What a (task, size, seed) cell's runs depend on besides its task, size and
 #: seed. Two plans equal in these measure a shared cell the same way.
 CELL_SETTINGS = (
-    "quick", "val_per_class", "batch_size", "fine_tune_epochs", "min_head_steps",
+    "quick", "val_per_class", "batch_size", "fine_tune_epochs", "min_fine_tune_steps",
+    "min_head_steps",
     "head_epochs", "guide_epochs", "curve_points", "grids", "tuning_budget",
     "references",
 )  # fmt: skip

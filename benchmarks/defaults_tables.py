@@ -33,6 +33,26 @@ def _readme_id(plan: dict[str, Any]) -> str:
     return config_id("two_phase_fit", tuple(plan["references"]["readme"]["rates"]))
 
 
+def _history(result: dict[str, Any]) -> list[str]:
+    """Where the runs come from when a result grew over several sessions."""
+    runs, reads = result["runs"], result["test_reads"]
+    commits = result.get("cells_run_at", [])
+    reused = result.get("reused") or {}
+    if len(commits) < 2 and not reused.get("runs"):
+        return []
+    hours = sum(r["seconds"] for r in runs) / 3600
+    return [
+        f"Grown over several runs: the (task, size, seed) cells were trained at "
+        f"commits {', '.join(commits)}; {reused.get('runs', 0)} of the "
+        f"{len(runs)} training runs were reused from an earlier run's checkpoints "
+        f"(`--reuse-cells`), not trained again. Training time summed over all "
+        f"runs: {hours:.1f} h. Test reads: {reads['reads']} in this run and "
+        f"{reads.get('carried', 0)} carried from earlier ones, of the same saved "
+        "weights (no model's test split was read twice).",
+        "",
+    ]
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     """The dated evidence table of docs/defaults.md, from a result JSON."""
     from tlrecipes.lab.comparison import Comparison, summary_table
@@ -54,6 +74,16 @@ def render_markdown(result: dict[str, Any]) -> str:
         "intervals (Bonferroni over each row's comparisons).",
         "",
     ]
+    if plan.get("min_fine_tune_steps"):
+        lines += [
+            f"**A rule under test, not the README call as it stands:** phase 2 of "
+            f"two_phase_fit runs at least {plan['min_fine_tune_steps']} steps (more "
+            f"than {plan['fine_tune_epochs']} epochs where those are fewer steps); "
+            'the scratch twin gets the same total. Below, "README call" means '
+            "the README call with this rule.",
+            "",
+        ]
+    lines += _history(result)
     if plan["clipped"]:
         lines += ["Sizes clipped to the offline data: " + "; ".join(
             f"{c['task']} {c['requested']} -> {c['run']} ({c['why']})"

@@ -295,6 +295,10 @@ def test_a_grown_plan_reuses_finished_cells_and_their_test_reads(
     assert result["test_reads"]["carried"] == len(carried)
     assert result["test_reads"]["reads"] == len(read_now - read_before)
     assert {k[1] for k in read_now - read_before} >= {size + 5}
+    page = script.render_markdown(result)
+    assert f"{len(first['runs'])} of the {len(result['runs'])} training runs" in page
+    assert f"{len(carried)} carried from earlier ones" in page
+    assert "Grown over several runs" not in script.render_markdown(first)
     # The source folder is read, never changed.
     assert {p: p.read_bytes() for p in source.rglob("*") if p.is_file()} == before
 
@@ -344,3 +348,32 @@ def test_test_scores_carried_from_a_result_belong_to_the_same_weights(
     (tmp_path / "ckpt" / "test_scores.jsonl").unlink()
     with pytest.raises(SystemExit, match="not the same model"):
         script.carry_test_scores(str(tmp_path / "changed.json"), ckpt, plan, rows)
+
+
+def test_a_phase_two_floor_is_a_separate_plan_with_equal_budgets(monkeypatch, tmp_path):
+    monkeypatch.setenv("TLRECIPES_OFFLINE", "1")
+    script = _load_script()
+    plain = _plan(script)
+    floor = _plan(script, "--min-fine-tune-steps", "200")
+    assert "min_fine_tune_steps" not in plain  # plans saved before stay resumable
+    assert floor["min_fine_tune_steps"] == 200
+    n = 50  # 2 steps an epoch at batch size 32
+    two_phase = script._epochs(floor, "two_phase_fit", n)
+    assert two_phase["fine_tune"] == 100 and two_phase["fine_tune"] * 2 >= 200
+    assert (
+        script._epochs(plain, "two_phase_fit", n)["fine_tune"]
+        == (plain["fine_tune_epochs"])
+    )
+    # The scratch twin trains as many steps as the README call; the guide is as written.
+    assert script._epochs(floor, "scratch", n)["total"] == two_phase["total"]
+    assert script._epochs(floor, "keras_guide", n) == script._epochs(
+        plain, "keras_guide", n
+    )
+    # Enough data: the epochs are already 200 steps or more, nothing changes.
+    assert script._epochs(floor, "two_phase_fit", 6400) == script._epochs(
+        plain, "two_phase_fit", 6400
+    )
+    # Cells measured without the floor are not reused under it.
+    script.open_checkpoints(str(tmp_path / "plain"), plain, resume=False)
+    with pytest.raises(SystemExit, match="'min_fine_tune_steps'"):
+        script.reuse_cells(str(tmp_path / "plain"), str(tmp_path / "f"), floor, [])
