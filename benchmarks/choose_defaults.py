@@ -91,11 +91,13 @@ from defaults_tables import (  # noqa: E402
     config_id,
     readme_table,
     render_markdown,
+    render_rule_table,
+    rule_comparisons,
 )
 
 __all__ = [
     "NAMES", "candidate_comparisons", "open_checkpoints", "readme_table",
-    "render_markdown", "reuse_cells",
+    "render_markdown", "reuse_cells", "rule_comparisons",
 ]  # fmt: skip
 
 HEAD_LRS = (1e-3, 3e-3, 1e-2)
@@ -727,6 +729,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", help="also write the evidence table here")
     p.add_argument("--from-json", help="render --markdown from this result, no run")
     p.add_argument(
+        "--baseline",
+        metavar="RESULT",
+        help="with --from-json of a --min-fine-tune-steps run: also compare it, "
+        "paired by seed, with this run of the README call as it stands",
+    )
+    p.add_argument(
         "--allow-dirty",
         action="store_true",
         help="record a dirty git tree instead of refusing it",
@@ -774,8 +782,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         if not args.markdown:
             raise SystemExit("--from-json needs --markdown PATH.")
+        if Path(args.markdown).exists() and not args.force:
+            raise SystemExit(
+                f"{args.markdown} exists. Fix: another --markdown, or --force to "
+                "replace it."
+            )
         result = json.loads(Path(args.from_json).read_text())
-        Path(args.markdown).write_text(render_markdown(result) + "\n")
+        text = render_markdown(result)
+        if args.baseline:
+            plain = json.loads(Path(args.baseline).read_text())
+            text += "\n\n" + render_rule_table(result, plain)
+        Path(args.markdown).write_text(text + "\n")
         print(f"-> {args.markdown}")
         return 0
     from tlrecipes.lab.record import device_description, provenance

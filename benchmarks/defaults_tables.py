@@ -188,3 +188,84 @@ def candidate_comparisons(cell: dict[str, Any]) -> list:
                 name_a="defaults candidate", name_b=NAMES[other], comparisons=2)
         for other in ("scratch_tuned", "keras_guide_as_written")
     ]  # fmt: skip
+
+
+def rule_comparisons(rule: dict[str, Any], plain: dict[str, Any]) -> list[dict]:
+    """A rule under test against the README call as it stands, cell by cell.
+
+    `rule` is a result run with a rule in its plan (`--min-fine-tune-steps`),
+    `plain` one without, on the same seeds, validation size and data: the same
+    splits, so the README call's test scores pair by seed across the two. Per
+    (task, size) both hold: the README call with the rule minus without it, and
+    with the rule minus the rule plan's tuned scratch twin (which trained as
+    many steps), Bonferroni x2. From the stored test scores, no new read.
+    """
+    from tlrecipes.lab.comparison import compare
+
+    same = ("val_per_class", "batch_size", "fine_tune_epochs", "min_head_steps",
+            "grids", "references", "quick")  # fmt: skip
+    differ = [k for k in same if rule["plan"].get(k) != plain["plan"].get(k)]
+    differ += [k for k in ("seeds",) if rule["plan"][k] != plain["plan"][k]]
+    if differ:
+        raise ValueError(
+            f"Argument `plain` measured its cells another way than `rule` (differs "
+            f"in {differ}): their seeds do not pair. Fix: a baseline run with the "
+            "same seeds and settings."
+        )
+    theirs = {(c["task"], c["size"]): c for c in plain["cells"]}
+    out = []
+    for cell in rule["cells"]:
+        base = theirs.get((cell["task"], cell["size"]))
+        if base is None:
+            continue
+        ours = {int(s): v for s, v in cell["test"]["readme"].items()}
+        steps = {
+            name: sorted({r["steps"] for r in result["runs"]
+                          if (r["task"], r["size"], r["arm"], r["config"])
+                          == (cell["task"], cell["size"], "two_phase_fit",
+                              cell["final_models"]["readme"]["config"])})
+            for name, result in (("plain", plain), ("rule", rule))
+        }  # fmt: skip
+        out.append({
+            "task": cell["task"], "size": cell["size"], "steps": steps,
+            "plain": base["test_summary"]["readme"],
+            "rule": cell["test_summary"]["readme"],
+            "vs_plain": compare(
+                ours, {int(s): v for s, v in base["test"]["readme"].items()},
+                name_a="README call with the rule", name_b="README call",
+                comparisons=2).to_dict(),
+            "vs_scratch": compare(
+                ours, {int(s): v for s, v in cell["test"]["scratch_tuned"].items()},
+                name_a="README call with the rule",
+                name_b="scratch twin, tuned, same steps", comparisons=2).to_dict(),
+            "plain_vs_scratch": next(c for c in base["comparisons"]
+                                     if c["name_b"] == "scratch_tuned"),
+        })  # fmt: skip
+    return out
+
+
+def render_rule_table(rule: dict[str, Any], plain: dict[str, Any]) -> str:
+    """The Markdown table of `rule_comparisons` (differences in points)."""
+    floor = rule["plan"].get("min_fine_tune_steps")
+    lines = [
+        f"The rule (phase 2 at least {floor} steps) against the README call as it "
+        f"stands (`{plain['provenance']['describe']}`), paired by seed on the same "
+        "splits; Bonferroni x2 per row; from the stored test scores:",
+        "",
+        "| task | images/class | steps, README call (as it stands -> rule) | README "
+        "call, test | with the rule, test | rule - README call | rule - scratch "
+        "twin, tuned, same steps | README call - scratch twin, tuned (as it stands) |",
+        "|---|---:|---|---|---|---|---|---|",
+    ]
+    for c in rule_comparisons(rule, plain):
+        steps = f"{'/'.join(map(str, c['steps']['plain']))} -> " + "/".join(
+            map(str, c["steps"]["rule"])
+        )
+        lines.append(
+            f"| {c['task']} | {c['size']} | {steps} "
+            f"| {c['plain']['mean']:.3f} +- {c['plain']['std']:.3f} "
+            f"| {c['rule']['mean']:.3f} +- {c['rule']['std']:.3f} "
+            f"| {_gain(c['vs_plain'])} | {_gain(c['vs_scratch'])} "
+            f"| {_gain(c['plain_vs_scratch'])} |"
+        )
+    return "\n".join(lines)

@@ -377,3 +377,38 @@ def test_a_phase_two_floor_is_a_separate_plan_with_equal_budgets(monkeypatch, tm
     script.open_checkpoints(str(tmp_path / "plain"), plain, resume=False)
     with pytest.raises(SystemExit, match="'min_fine_tune_steps'"):
         script.reuse_cells(str(tmp_path / "plain"), str(tmp_path / "f"), floor, [])
+
+
+def test_a_rule_is_compared_with_the_readme_call_paired_by_seed(quick_run, tmp_path):
+    script, plain, _, out = quick_run
+    rule = json.loads(json.dumps(plain))
+    rule["plan"]["min_fine_tune_steps"] = 200
+    for cell in rule["cells"]:  # known answer: the rule adds 2 points on every seed
+        cell["test"]["readme"] = {
+            s: v + 0.02 for s, v in cell["test"]["readme"].items()
+        }
+    rows = script.rule_comparisons(rule, plain)
+    assert [(r["task"], r["size"]) for r in rows] == [
+        (c["task"], c["size"]) for c in plain["cells"]
+    ]
+    for row, cell in zip(rows, plain["cells"]):
+        gain = row["vs_plain"]
+        assert gain["mean"] == pytest.approx(0.02)
+        assert gain["low"] == pytest.approx(0.02) and gain["verdict"] == "ahead"
+        scratch = cell["test"]["scratch_tuned"]
+        diffs = [cell["test"]["readme"][s] + 0.02 - scratch[s] for s in scratch]
+        assert row["vs_scratch"]["mean"] == pytest.approx(sum(diffs) / len(diffs))
+        assert row["vs_scratch"]["comparisons"] == 2
+    (tmp_path / "rule.json").write_text(json.dumps(rule))
+    md = tmp_path / "rule.md"
+    argv = ["--from-json", str(tmp_path / "rule.json"), "--markdown", str(md),
+            "--baseline", str(out / "r.json")]  # fmt: skip
+    assert script.main(argv) == 0
+    text = md.read_text()
+    assert "A rule under test" in text and "+2.0 (+2.0 to +2.0), ahead" in text
+    with pytest.raises(SystemExit, match="--force"):  # nothing replaced silently
+        script.main(argv)
+    other = json.loads(json.dumps(rule))
+    other["plan"]["seeds"] = other["plan"]["seeds"][:1]
+    with pytest.raises(ValueError, match="seeds do not pair"):
+        script.rule_comparisons(other, plain)
