@@ -198,7 +198,9 @@ def rule_comparisons(rule: dict[str, Any], plain: dict[str, Any]) -> list[dict]:
     splits, so the README call's test scores pair by seed across the two. Per
     (task, size) both hold: the README call with the rule minus without it, and
     with the rule minus the rule plan's tuned scratch twin (which trained as
-    many steps), Bonferroni x2. From the stored test scores, no new read.
+    many steps); the same two for the rule plan's defaults candidate (its
+    pooled pick on validation). Bonferroni x4. From the stored test scores, no
+    new read.
     """
     from tlrecipes.lab.comparison import compare
 
@@ -218,7 +220,12 @@ def rule_comparisons(rule: dict[str, Any], plain: dict[str, Any]) -> list[dict]:
         base = theirs.get((cell["task"], cell["size"]))
         if base is None:
             continue
-        ours = {int(s): v for s, v in cell["test"]["readme"].items()}
+
+        def scores(c: dict, name: str) -> dict[int, float]:
+            return {int(s): v for s, v in c["test"][name].items()}
+
+        ours = scores(cell, "readme")
+        mine = scores(cell, "defaults_candidate")
         steps = {
             name: sorted({r["steps"] for r in result["runs"]
                           if (r["task"], r["size"], r["arm"], r["config"])
@@ -231,13 +238,23 @@ def rule_comparisons(rule: dict[str, Any], plain: dict[str, Any]) -> list[dict]:
             "plain": base["test_summary"]["readme"],
             "rule": cell["test_summary"]["readme"],
             "vs_plain": compare(
-                ours, {int(s): v for s, v in base["test"]["readme"].items()},
+                ours, scores(base, "readme"),
                 name_a="README call with the rule", name_b="README call",
-                comparisons=2).to_dict(),
+                comparisons=4).to_dict(),
             "vs_scratch": compare(
-                ours, {int(s): v for s, v in cell["test"]["scratch_tuned"].items()},
+                ours, scores(cell, "scratch_tuned"),
                 name_a="README call with the rule",
-                name_b="scratch twin, tuned, same steps", comparisons=2).to_dict(),
+                name_b="scratch twin, tuned, same steps", comparisons=4).to_dict(),
+            "candidate": {"config": rule["defaults_candidate"]["config"],
+                          "rule": cell["test_summary"]["defaults_candidate"]},
+            "candidate_vs_plain": compare(
+                mine, scores(base, "readme"),
+                name_a="candidate with the rule", name_b="README call",
+                comparisons=4).to_dict(),
+            "candidate_vs_scratch": compare(
+                mine, scores(cell, "scratch_tuned"),
+                name_a="candidate with the rule",
+                name_b="scratch twin, tuned, same steps", comparisons=4).to_dict(),
             "plain_vs_scratch": next(c for c in base["comparisons"]
                                      if c["name_b"] == "scratch_tuned"),
         })  # fmt: skip
@@ -250,14 +267,16 @@ def render_rule_table(rule: dict[str, Any], plain: dict[str, Any]) -> str:
     lines = [
         f"The rule (phase 2 at least {floor} steps) against the README call as it "
         f"stands (`{plain['provenance']['describe']}`), paired by seed on the same "
-        "splits; Bonferroni x2 per row; from the stored test scores:",
+        "splits; Bonferroni x4 per row (this table and the next); from the stored "
+        "test scores:",
         "",
         "| task | images/class | steps, README call (as it stands -> rule) | README "
         "call, test | with the rule, test | rule - README call | rule - scratch "
         "twin, tuned, same steps | README call - scratch twin, tuned (as it stands) |",
         "|---|---:|---|---|---|---|---|---|",
     ]
-    for c in rule_comparisons(rule, plain):
+    rows = rule_comparisons(rule, plain)
+    for c in rows:
         steps = f"{'/'.join(map(str, c['steps']['plain']))} -> " + "/".join(
             map(str, c["steps"]["rule"])
         )
@@ -268,4 +287,23 @@ def render_rule_table(rule: dict[str, Any], plain: dict[str, Any]) -> str:
             f"| {_gain(c['vs_plain'])} | {_gain(c['vs_scratch'])} "
             f"| {_gain(c['plain_vs_scratch'])} |"
         )
+    if rows:
+        cid = rows[0]["candidate"]["config"]
+        lines += [
+            "",
+            f"The rule plan's defaults candidate `{cid}` (pooled on validation), "
+            "with the rule, against the same two (Bonferroni x4 per row, with the "
+            "table above):",
+            "",
+            "| task | images/class | candidate with the rule, test | candidate - "
+            "README call as it stands | candidate - scratch twin, tuned, same steps |",
+            "|---|---:|---|---|---|",
+        ]
+        for c in rows:
+            s = c["candidate"]["rule"]
+            lines.append(
+                f"| {c['task']} | {c['size']} | {s['mean']:.3f} +- {s['std']:.3f} "
+                f"| {_gain(c['candidate_vs_plain'])} "
+                f"| {_gain(c['candidate_vs_scratch'])} |"
+            )
     return "\n".join(lines)

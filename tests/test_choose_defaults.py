@@ -398,7 +398,10 @@ def test_a_rule_is_compared_with_the_readme_call_paired_by_seed(quick_run, tmp_p
         scratch = cell["test"]["scratch_tuned"]
         diffs = [cell["test"]["readme"][s] + 0.02 - scratch[s] for s in scratch]
         assert row["vs_scratch"]["mean"] == pytest.approx(sum(diffs) / len(diffs))
-        assert row["vs_scratch"]["comparisons"] == 2
+        assert row["vs_scratch"]["comparisons"] == 4
+        cand, readme = cell["test"]["defaults_candidate"], cell["test"]["readme"]
+        gap = [cand[s] - readme[s] for s in readme]
+        assert row["candidate_vs_plain"]["mean"] == pytest.approx(sum(gap) / len(gap))
     (tmp_path / "rule.json").write_text(json.dumps(rule))
     md = tmp_path / "rule.md"
     argv = ["--from-json", str(tmp_path / "rule.json"), "--markdown", str(md),
@@ -406,6 +409,7 @@ def test_a_rule_is_compared_with_the_readme_call_paired_by_seed(quick_run, tmp_p
     assert script.main(argv) == 0
     text = md.read_text()
     assert "A rule under test" in text and "+2.0 (+2.0 to +2.0), ahead" in text
+    assert "candidate with the rule, test" in text
     with pytest.raises(SystemExit, match="--force"):  # nothing replaced silently
         script.main(argv)
     other = json.loads(json.dumps(rule))
