@@ -224,8 +224,20 @@ def rule_comparisons(rule: dict[str, Any], plain: dict[str, Any]) -> list[dict]:
         def scores(c: dict, name: str) -> dict[int, float]:
             return {int(s): v for s, v in c["test"][name].items()}
 
-        ours = scores(cell, "readme")
-        mine = scores(cell, "defaults_candidate")
+        compared = {}
+        for who, prefix, name_a in (
+            ("readme", "", "README call with the rule"),
+            ("defaults_candidate", "candidate_", "candidate with the rule"),
+        ):
+            for key, other, name_b in (
+                ("vs_plain", scores(base, "readme"), "README call"),
+                ("vs_scratch", scores(cell, "scratch_tuned"),
+                 "scratch twin, tuned, same steps"),
+            ):  # fmt: skip
+                compared[prefix + key] = compare(
+                    scores(cell, who), other, name_a=name_a, name_b=name_b,
+                    comparisons=4,
+                ).to_dict()  # fmt: skip
         steps = {
             name: sorted({r["steps"] for r in result["runs"]
                           if (r["task"], r["size"], r["arm"], r["config"])
@@ -237,24 +249,9 @@ def rule_comparisons(rule: dict[str, Any], plain: dict[str, Any]) -> list[dict]:
             "task": cell["task"], "size": cell["size"], "steps": steps,
             "plain": base["test_summary"]["readme"],
             "rule": cell["test_summary"]["readme"],
-            "vs_plain": compare(
-                ours, scores(base, "readme"),
-                name_a="README call with the rule", name_b="README call",
-                comparisons=4).to_dict(),
-            "vs_scratch": compare(
-                ours, scores(cell, "scratch_tuned"),
-                name_a="README call with the rule",
-                name_b="scratch twin, tuned, same steps", comparisons=4).to_dict(),
             "candidate": {"config": rule["defaults_candidate"]["config"],
                           "rule": cell["test_summary"]["defaults_candidate"]},
-            "candidate_vs_plain": compare(
-                mine, scores(base, "readme"),
-                name_a="candidate with the rule", name_b="README call",
-                comparisons=4).to_dict(),
-            "candidate_vs_scratch": compare(
-                mine, scores(cell, "scratch_tuned"),
-                name_a="candidate with the rule",
-                name_b="scratch twin, tuned, same steps", comparisons=4).to_dict(),
+            **compared,
             "plain_vs_scratch": next(c for c in base["comparisons"]
                                      if c["name_b"] == "scratch_tuned"),
         })  # fmt: skip
