@@ -759,7 +759,8 @@ def _parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="FOLDER",
         help="copy the finished cells of these --checkpoints folders (same "
-        "per-cell settings) instead of training them again",
+        "per-cell settings; under --min-fine-tune-steps, the cells the floor "
+        "leaves unchanged) instead of training them again",
     )
     p.add_argument(
         "--test-scores-from",
@@ -843,7 +844,7 @@ def main(argv: list[str] | None = None) -> int:
               "test_scores_from": args.test_scores_from, "test_scores": 0}  # fmt: skip
     try:
         for folder in args.reuse_cells or []:
-            new = reuse_cells(folder, ckpt, plan, done)
+            new = reuse_cells(folder, ckpt, plan, done, epochs_of=_epochs)
             reused["runs"] += len(new)
             done += new
             log(f"reused {len(new)} runs from {folder}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,9 @@ CELL_SETTINGS = (
     "references",
 )  # fmt: skip
 RUN_KEY = ("task", "size", "seed", "arm", "config")
+#: Settings that change the runs of some sizes only: cells whose every arm
+#: trains the same epochs under both plans are the same measurement.
+BY_SIZE = ("min_fine_tune_steps",)
 
 
 def checkpoint_path(root: str, task: str, size: int, seed: int, arm: str, cid: str):
@@ -103,14 +107,23 @@ def _settings_differ(a: dict, b: dict) -> list[str]:
     return [k for k in CELL_SETTINGS if a.get(k) != b.get(k)]
 
 
-def reuse_cells(source: str, ckpt: str, plan: dict, done: list[dict]) -> list[dict]:
+def reuse_cells(
+    source: str,
+    ckpt: str,
+    plan: dict,
+    done: list[dict],
+    epochs_of: Callable[[dict, str, int], dict] | None = None,
+) -> list[dict]:
     """Copies the cells of `plan` that the run in `source` finished into `ckpt`.
 
     Only cells of this plan's tasks, sizes and seeds that `ckpt` does not hold
     yet are copied: their rows (the commit that ran them kept), their weights
     and the test scores read of them. `source` is read, never changed. Refused
     when `source` measured its cells another way (`CELL_SETTINGS`) or on other
-    data. Returns the copied rows, to add to `done`.
+    data. A setting that changes only some sizes' runs (`BY_SIZE`, the phase-2
+    floor) is allowed when `epochs_of(plan, arm, n_train)` says so: a cell is
+    copied only where every arm trains the same epochs under both plans.
+    Returns the copied rows, to add to `done`.
     """
     folder = Path(source)
     if not (folder / PLAN_FILE).exists():
@@ -121,6 +134,8 @@ def reuse_cells(source: str, ckpt: str, plan: dict, done: list[dict]) -> list[di
         )
     theirs = json.loads((folder / PLAN_FILE).read_text())
     differ = _settings_differ(theirs, plan)
+    by_size = [k for k in differ if k in BY_SIZE and epochs_of is not None]
+    differ = [k for k in differ if k not in by_size]
     shared = [t for t in plan["tasks"] if t in theirs["tasks"]]
     differ += [
         f"available[{t!r}]"
@@ -132,6 +147,14 @@ def reuse_cells(source: str, ckpt: str, plan: dict, done: list[dict]) -> list[di
             f"--reuse-cells {source} measured its cells another way (differs in "
             f"{differ}). Fix: a folder run with the same settings, or no --reuse-cells."
         )
+
+    def same_runs(row: dict) -> bool:
+        return not by_size or all(
+            epochs_of(theirs, arm, row["n_train"])
+            == epochs_of(plan, arm, row["n_train"])
+            for arm in plan["grids"]
+        )
+
     held = {(r["task"], r["size"], r["seed"]) for r in done}
     wanted = {
         (task, size, seed)
@@ -140,7 +163,8 @@ def reuse_cells(source: str, ckpt: str, plan: dict, done: list[dict]) -> list[di
         for seed in plan["seeds"]
     } - held
     rows = [r for r in _lines(folder / ROWS_FILE)
-            if (r["task"], r["size"], r["seed"]) in wanted]  # fmt: skip
+            if (r["task"], r["size"], r["seed"]) in wanted
+            and same_runs(r)]  # fmt: skip
     for row in rows:
         key = [row[k] for k in RUN_KEY]
         src = checkpoint_path(source, *key)

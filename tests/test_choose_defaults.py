@@ -416,3 +416,20 @@ def test_a_rule_is_compared_with_the_readme_call_paired_by_seed(quick_run, tmp_p
     other["plan"]["seeds"] = other["plan"]["seeds"][:1]
     with pytest.raises(ValueError, match="seeds do not pair"):
         script.rule_comparisons(other, plain)
+
+
+def test_cells_the_floor_leaves_alone_are_reused_under_it(quick_run, tmp_path):
+    script, first, _, out = quick_run
+    plain = first["plan"]
+    n_cells = len(first["runs"])
+    for floor, reused in ((1, n_cells), (200, 0)):  # 1 step: no epoch changes
+        rule = dict(plain, min_fine_tune_steps=floor)
+        ckpt = str(tmp_path / str(floor))
+        script.open_checkpoints(ckpt, rule, resume=False)
+        rows = script.reuse_cells(
+            str(out / "ckpt"), ckpt, rule, [], epochs_of=script._epochs
+        )
+        assert len(rows) == reused
+    # Without a way to tell, a plan with the floor is refused outright.
+    with pytest.raises(SystemExit, match="'min_fine_tune_steps'"):
+        script.reuse_cells(str(out / "ckpt"), str(tmp_path / "x"), rule, [])
