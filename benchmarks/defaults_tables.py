@@ -202,12 +202,12 @@ def rule_comparisons(rule: dict[str, Any], plain: dict[str, Any]) -> list[dict]:
     pooled pick on validation). Bonferroni x4. From the stored test scores, no
     new read.
     """
+    from defaults_checkpoints import BY_SIZE, CELL_SETTINGS
+
     from tlrecipes.lab.comparison import compare
 
-    same = ("val_per_class", "batch_size", "fine_tune_epochs", "min_head_steps",
-            "grids", "references", "quick")  # fmt: skip
+    same = [k for k in CELL_SETTINGS if k not in BY_SIZE] + ["seeds"]
     differ = [k for k in same if rule["plan"].get(k) != plain["plan"].get(k)]
-    differ += [k for k in ("seeds",) if rule["plan"][k] != plain["plan"][k]]
     if differ:
         raise ValueError(
             f"Argument `plain` measured its cells another way than `rule` (differs "
