@@ -47,6 +47,16 @@ def checkpoint_path(root: str, task: str, size: int, seed: int, arm: str, cid: s
     return Path(root) / task / str(size) / str(seed) / f"{arm}-{cid}.npz"
 
 
+def run_key(row: dict) -> tuple:
+    """Which run a row, a weights file or a test score belongs to (`RUN_KEY`)."""
+    return tuple(row[k] for k in RUN_KEY)
+
+
+def _score_entry(ckpt: str, key: tuple, accuracy, n_test, read_in) -> dict:
+    return {**dict(zip(RUN_KEY, key)), "test_accuracy": accuracy, "n_test": n_test,
+            "read_in": read_in, "weights": weights_digest(ckpt, key)}  # fmt: skip
+
+
 def weights_digest(root: str, key: tuple) -> str:
     """SHA-256 of one run's saved weights: which model a test score belongs to."""
     return hashlib.sha256(checkpoint_path(root, *key).read_bytes()).hexdigest()
@@ -166,7 +176,7 @@ def reuse_cells(
             if (r["task"], r["size"], r["seed"]) in wanted
             and same_runs(r)]  # fmt: skip
     for row in rows:
-        key = [row[k] for k in RUN_KEY]
+        key = run_key(row)
         src = checkpoint_path(source, *key)
         if not src.exists():
             raise SystemExit(f"--reuse-cells {source}: {src} is missing.")
@@ -174,9 +184,9 @@ def reuse_cells(
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dst)
     _append(Path(ckpt) / ROWS_FILE, rows)
-    copied = {tuple(r[k] for k in RUN_KEY) for r in rows}
+    copied = {run_key(r) for r in rows}
     scores = [s for s in _lines(folder / SCORES_FILE)
-              if tuple(s[k] for k in RUN_KEY) in copied]  # fmt: skip
+              if run_key(s) in copied]  # fmt: skip
     _append(Path(ckpt) / SCORES_FILE, scores)
     return rows
 
@@ -195,11 +205,11 @@ def carry_test_scores(result_path: str, ckpt: str, plan: dict, rows: list[dict])
             f"--test-scores-from {result_path} measured its runs another way "
             f"(differs in {differ}). Fix: the result of a run with the same settings."
         )
-    ours = {tuple(r[k] for k in RUN_KEY): r for r in rows}
+    ours = {run_key(r): r for r in rows}
     held = set(load_test_scores(ckpt))
     carried = []
     for run in result["runs"]:
-        key = tuple(run[k] for k in RUN_KEY)
+        key = run_key(run)
         if not run.get("test_reads") or key in held or key not in ours:
             continue
         if ours[key]["val_accuracy"] != run["val_accuracy"]:
@@ -209,9 +219,8 @@ def carry_test_scores(result_path: str, ckpt: str, plan: dict, rows: list[dict])
                 "not the same model. Fix: drop --test-scores-from."
             )
         carried.append(
-            {**dict(zip(RUN_KEY, key)), "test_accuracy": run["test_accuracy"],
-             "n_test": run["n_test"], "read_in": result["provenance"]["describe"],
-             "weights": weights_digest(ckpt, key)}
+            _score_entry(ckpt, key, run["test_accuracy"], run["n_test"],
+                         result["provenance"]["describe"])
         )  # fmt: skip
     _append(Path(ckpt) / SCORES_FILE, carried)
     return len(carried)
@@ -223,12 +232,12 @@ def load_test_scores(ckpt: str) -> dict[tuple, dict[str, Any]]:
     Each score names the weights it was read from (`weights`, a digest): a
     run trained again since (a cell rerun after a stop) no longer matches it.
     """
-    return {tuple(s[k] for k in RUN_KEY): s for s in _lines(Path(ckpt) / SCORES_FILE)}
+    return {run_key(s): s for s in _lines(Path(ckpt) / SCORES_FILE)}
 
 
 def stored_test_score(ckpt: str, scores: dict, row: dict) -> dict[str, Any] | None:
     """The score read earlier of exactly this run's saved weights, if any."""
-    key = tuple(row[k] for k in RUN_KEY)
+    key = run_key(row)
     stored = scores.get(key)
     if stored is None or stored["weights"] != weights_digest(ckpt, key):
         return None
@@ -237,8 +246,6 @@ def stored_test_score(ckpt: str, scores: dict, row: dict) -> dict[str, Any] | No
 
 def save_test_score(ckpt: str, row: dict, read_in: str | None) -> None:
     """Records one test read, so no later summary reads that model again."""
-    key = tuple(row[k] for k in RUN_KEY)
-    entry = dict(zip(RUN_KEY, key))
-    entry |= {"test_accuracy": row["test_accuracy"], "n_test": row["n_test"],
-              "read_in": read_in, "weights": weights_digest(ckpt, key)}  # fmt: skip
+    entry = _score_entry(ckpt, run_key(row), row["test_accuracy"], row["n_test"],
+                         read_in)  # fmt: skip
     _append(Path(ckpt) / SCORES_FILE, [entry])
