@@ -131,6 +131,25 @@ def test_earlier_block_avg_pools_the_same_block():
     assert keras.layers.Flatten not in types
 
 
+def test_feature_extractor_flatten_freezes_the_whole_base_and_keeps_its_map():
+    base = small_convnet((8, 8, 1), blocks=3, width=4)
+    config = TrainConfig(epochs=1, min_steps=0)
+    _, model = train_run(
+        base, _tiny_splits(), config, 0, strategy="feature_extractor_flatten"
+    )
+    frozen = find_base(model)
+    assert frozen.output_shape == base.output_shape  # every block, no cut
+    assert not frozen.trainable_weights
+    types = [type(layer) for layer in model.layers]
+    assert keras.layers.Flatten in types
+    assert keras.layers.GlobalAveragePooling2D not in types
+    # Only the head trains: one weight per flattened feature and class, + bias.
+    features = int(np.prod(base.output_shape[1:]))
+    assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == (
+        features * 3 + 3
+    )
+
+
 def _splits_with_validation(val_per_class=4, n_per_class=6, classes=3):
     rng = np.random.default_rng(1)
     pool = np.repeat(np.arange(classes), 20)

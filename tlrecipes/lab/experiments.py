@@ -116,7 +116,8 @@ def size_sweep(
 
     - `"scratch"`: the same architecture, re-initialised, all layers trained;
     - `"feature_extractor"`: base frozen, only the new head trains (at
-      `head_lr`);
+      `head_lr`); `"feature_extractor_flatten"` flattens the base's last
+      feature map into the head instead of averaging it;
     - `"two_phase"`: `two_phase_fit`: the head first at `head_lr`, then the
       whole base at `fine_tune_lr` (LP-FT);
     - `"fine_tune_all"`: every layer trains from the start at `learning_rate`;

@@ -55,10 +55,12 @@ STRATEGIES = ("scratch", "feature_extractor", "two_phase", "fine_tune_all")
 #: `"earlier_block"` (a frozen base cut after an earlier block, its feature
 #: map flattened into a new head; `"earlier_block_<k>"` picks block k, and an
 #: `_avg` suffix, e.g. `"earlier_block_avg"`, pools the map with global
-#: averaging instead, to compare the two) and `"keras_guide"` (the Keras
-#: transfer-learning guide's recipe as written, counted in epochs; see
-#: `KERAS_GUIDE`; `"keras_guide_<e1>_<e2>"` changes its epochs).
-EXTRA_STRATEGIES = ("earlier_block", "keras_guide")
+#: averaging instead, to compare the two), `"feature_extractor_flatten"` (the
+#: whole frozen base, its last feature map flattened into the head rather
+#: than averaged) and `"keras_guide"` (the Keras transfer-learning guide's
+#: recipe as written, counted in epochs; see `KERAS_GUIDE`;
+#: `"keras_guide_<e1>_<e2>"` changes its epochs).
+EXTRA_STRATEGIES = ("earlier_block", "feature_extractor_flatten", "keras_guide")
 #: The Keras guide's recipe (keras.io/guides/transfer_learning, "Fine-tuning"
 #: section): base frozen, GlobalAveragePooling -> Dropout(0.2) -> Dense trained
 #: with `Adam()` (learning rate 1e-3) for 20 epochs; then `base.trainable =
@@ -122,7 +124,9 @@ def _keras_guide_epochs(strategy: str) -> tuple[int, int] | None:
 def check_strategy(strategy: str, blocks: int) -> None:
     """Raises a ValueError listing the known strategies unless `strategy` is one."""
     match = re.fullmatch(r"freeze_(\d+)", strategy)
-    if strategy in STRATEGIES or (match and 1 <= int(match.group(1)) <= blocks):
+    if strategy in (*STRATEGIES, "feature_extractor_flatten") or (
+        match and 1 <= int(match.group(1)) <= blocks
+    ):
         return
     if _earlier_block(strategy, blocks) or _keras_guide_epochs(strategy):
         return
@@ -136,7 +140,8 @@ def check_strategy(strategy: str, blocks: int) -> None:
         f"Unknown strategy. Received: strategy={strategy!r}. Expected one of "
         f"{known} (freeze_<k> freezes the first k of the base's {blocks} blocks; "
         f"earlier_block_<k> reads features after block k < {blocks}, flattened, "
-        "or pooled with an _avg suffix; "
+        "or pooled with an _avg suffix; feature_extractor_flatten flattens the "
+        "whole frozen base's last map; "
         "keras_guide_<e1>_<e2> runs the Keras guide with e1 + e2 epochs)."
         + (f" Did you mean {close}?" if close else "")
     )
@@ -182,13 +187,16 @@ def train_run(
                 layer.set_weights(source_base.get_layer(layer.name).get_weights())
     cut = _earlier_block(strategy, blocks) if strategy else None
     guide = _keras_guide_epochs(strategy) if strategy else None
+    # An earlier block's map keeps where each feature is: flattened, the head
+    # can use it; global averaging throws it away (`_avg` to compare).
+    flatten = strategy == "feature_extractor_flatten" or bool(
+        cut and not strategy.endswith("_avg")
+    )
     model = add_head(
         cut_after_block(base, cut) if cut else base,
         splits.num_classes,
         dropout=KERAS_GUIDE["dropout"] if guide else config.dropout,
-        # An earlier block's map keeps where each feature is: flattened, the
-        # head can use it; global averaging throws it away (`_avg` to compare).
-        pooling="flatten" if cut and not strategy.endswith("_avg") else "avg",
+        pooling="flatten" if flatten else "avg",
         # The guide calls base(x, training=False); elsewhere the base is called
         # without it, so the layers' trainable flags decide BatchNorm's mode.
         bn_training=not guide,
@@ -238,7 +246,7 @@ def train_run(
     else:
         if strategy == "scratch":
             unfreeze(model, train_bn=True)
-        elif strategy == "feature_extractor" or cut:
+        elif strategy in ("feature_extractor", "feature_extractor_flatten") or cut:
             freeze_until(model, find_head_start(model))
         elif strategy == "fine_tune_all":
             unfreeze(model)  # BatchNorm keeps the source statistics
