@@ -12,6 +12,7 @@ scores) check that a run split over sessions trains and reads nothing twice.
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -209,18 +210,25 @@ def _quick(script, out, *extra):
         return script.main(["--quick", "--out", str(out), *extra])
 
 
-def test_a_stopped_run_resumes_from_its_saved_cells(monkeypatch, tmp_path, capsys):
+def test_a_stopped_run_resumes_from_its_saved_cells(
+    quick_run, monkeypatch, tmp_path, capsys
+):
+    script, first, _, out = quick_run
     monkeypatch.setenv("TLRECIPES_OFFLINE", "1")
-    script = _load_script()
+    # The module run's folder as a run stopped after its first cell leaves it:
+    # seed 0's rows and weights, nothing of seed 1, no test read yet.
     ckpt = tmp_path / "ckpt"
-    assert _quick(script, tmp_path / "first.json", "--checkpoints", str(ckpt)) == 0
-    first = json.loads((tmp_path / "first.json").read_text())
+    shutil.copytree(out / "ckpt", ckpt)
     saved = (ckpt / "rows.jsonl").read_text().splitlines()
     assert len(saved) == len(first["runs"])
-    # Stop it after its first cell: keep seed 0's rows only.
     seed0 = [line for line in saved if json.loads(line)["seed"] == 0]
     assert 0 < len(seed0) < len(saved)
     (ckpt / "rows.jsonl").write_text("\n".join(seed0) + "\n")
+    (ckpt / "test_scores.jsonl").unlink()
+    later = [p for p in ckpt.glob("*/*/*") if p.is_dir() and p.name != "0"]
+    assert later
+    for folder in later:
+        shutil.rmtree(folder)
     capsys.readouterr()
 
     with pytest.raises(SystemExit, match="--resume"):
@@ -233,9 +241,17 @@ def test_a_stopped_run_resumes_from_its_saved_cells(monkeypatch, tmp_path, capsy
     kept = {(r["arm"], r["config"]): r["val_accuracy"] for r in map(json.loads, seed0)}
     resumed = [r for r in again["runs"] if r["seed"] == 0]
     assert {(r["arm"], r["config"]): r["val_accuracy"] for r in resumed} == kept
+    assert [r["seconds"] for r in resumed] == [json.loads(x)["seconds"] for x in seed0]
     assert len(again["runs"]) == len(first["runs"])
     assert again["cells_run_at"] == [first["provenance"]["describe"]]
     assert len((ckpt / "rows.jsonl").read_text().splitlines()) == len(saved)
+    # Seed 1 was trained again, from the same seed: the same validation scores.
+    retrained = {
+        (r["arm"], r["config"]): r["val_accuracy"] for r in again["runs"] if r["seed"]
+    }
+    assert retrained == {
+        (r["arm"], r["config"]): r["val_accuracy"] for r in first["runs"] if r["seed"]
+    }
 
 
 def test_checkpoints_of_another_plan_are_refused(monkeypatch, tmp_path):
