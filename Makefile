@@ -54,10 +54,13 @@ test-backends:
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -p no:cacheprovider -m multibackend tests
 	KERAS_BACKEND=torch $(BIN)/python -m pytest -q -p no:cacheprovider -m multibackend tests
 
-# Every notebook, top to bottom, in quick mode (TLRECIPES_QUICK=1) on a copy.
+# Every notebook, top to bottom, in quick mode (TLRECIPES_QUICK=1) on a copy,
+# and every solution script; two at a time, a notebook and its solutions in
+# one worker (tests/notebook_groups.py).
 test-notebooks:
 	KERAS_BACKEND=tensorflow TLRECIPES_OFFLINE=1 $(BIN)/python -m pytest -q \
-	  -p no:cacheprovider -m notebooks tests/test_notebooks.py tests/test_solutions.py
+	  -p no:cacheprovider -n 2 --dist loadgroup --durations=10 -m notebooks \
+	  tests/test_notebooks.py tests/test_solutions.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

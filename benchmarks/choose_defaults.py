@@ -398,7 +398,8 @@ def run_cells(
     ]
     rows: list[dict] = list(done or [])
     if done:
-        log(f"resuming: {len(finished)} cells done, {len(cells)} to run")
+        log(f"{len(finished)} cells done already (saved here by an earlier run, or "
+            f"reused), {len(cells)} to run")  # fmt: skip
     start = time.perf_counter()
     if workers <= 1:
         for task, size, seed in cells:

@@ -236,7 +236,7 @@ def test_a_stopped_run_resumes_from_its_saved_cells(
     assert _quick(
         script, tmp_path / "again.json", "--checkpoints", str(ckpt), "--resume"
     ) == 0  # fmt: skip
-    assert "resuming: 1 cells done, 1 to run" in capsys.readouterr().out
+    assert "1 cells done already (saved here" in capsys.readouterr().out
     again = json.loads((tmp_path / "again.json").read_text())
     kept = {(r["arm"], r["config"]): r["val_accuracy"] for r in map(json.loads, seed0)}
     resumed = [r for r in again["runs"] if r["seed"] == 0]

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.notebook_groups import by_number
+
 nbformat = pytest.importorskip("nbformat")
 jupytext = pytest.importorskip("jupytext")
 
@@ -369,7 +371,7 @@ def test_full_mode_names_the_commit_and_refuses_a_dirty_checkout(tmp_path):
 
 @pytest.mark.notebooks
 @pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+@pytest.mark.parametrize("path", by_number(NOTEBOOKS), ids=IDS)
 def test_notebook_runs_in_quick_mode(path, tmp_path):
     pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")

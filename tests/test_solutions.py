@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.notebook_groups import by_number
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 SOLUTIONS = NOTEBOOKS / "solutions"
@@ -93,7 +95,9 @@ def test_the_parser_reads_a_markdown_list(tmp_path):
 
 
 @pytest.mark.notebooks
-@pytest.mark.parametrize("notebook", NOTEBOOK_FILES, ids=lambda p: p.name[:2])
+@pytest.mark.parametrize(
+    "notebook", by_number(NOTEBOOK_FILES), ids=lambda p: p.name[:2]
+)
 def test_solutions_run_in_quick_mode(notebook, tmp_path):
     path = solution_file(notebook)
     env = dict(os.environ)
