@@ -20,11 +20,11 @@
 #
 # **Accelerator:** CPU or GPU
 #
-# **Estimated time (full mode):** CPU ~5 min (2-core CPU, measured 2026-12-07 while a second notebook ran beside it), GPU ~2 min
+# **Estimated time (full mode):** CPU ~11 min (2-core CPU, measured 2026-12-08 while a two-worker benchmark ran beside it: expect less on an idle machine), GPU ~2 min
 #
 # **Quick mode:** `TLRECIPES_QUICK=1` runs one seed with short runs (about a minute on a 2-core CPU); the numbers are then rough and the prose still applies.
 #
-# **This run:** full mode on AMD EPYC CPU (2 cores), no GPU, Keras backend `tensorflow`, code at commit 5049237, 5 min 35 s of execution (2026-12-07); the slowest parts: 'The runs' 5 min 24 s.
+# **This run:** full mode on AMD EPYC CPU (2 cores), no GPU, Keras backend `tensorflow`, code at commit 4f5c128, 10 min 43 s of execution (2026-12-08); the slowest parts: 'The runs' 10 min 32 s.
 #
 # The transfer-learning tutorial this project grew from gives,
 # for the second of the four cases:
